@@ -1,0 +1,1 @@
+"""Lightning callbacks of the runner: progress output, results, pruning, plots."""

@@ -1,0 +1,1 @@
+"""Datasets: one module per family, all served by the in-memory batch loader."""

@@ -1,0 +1,87 @@
+"""The shared in-memory batch loader: batches are cut from resident tensors by indexing.
+
+Hand-written rather than ``torch.utils.data.DataLoader`` because for datasets that fit
+in memory the DataLoader's per-sample ``__getitem__`` + collate is most of the step
+time on a CPU; here a batch is one ``index_select`` per tensor. It is sharded for DDP
+(each rank its own equal-length slice of one seeded permutation) and stateful, so
+Lightning saves and restores the position inside an epoch with the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+
+class TensorBatches:
+    """Iterate ``(x[idx], y[idx])`` batches over tensors, optionally shuffled per epoch.
+
+    The order of epoch ``e`` depends only on ``(seed, e)``, so resuming reproduces it.
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        epoch_fn: Callable[[], int] | None = None,
+    ) -> None:
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self.drop_last = drop_last
+        # The trainer's epoch counter when given (limit_train_batches stops an epoch
+        # early, so counting completed iterations here would drift).
+        self.epoch_fn = epoch_fn
+        self.epoch = 0
+        self._next_batch = 0  # position inside the current epoch (for resuming)
+        self._resume_batch = 0
+
+    def _num_samples(self) -> int:
+        """Samples this rank sees per epoch: equal on every rank (the tail is dropped)."""
+        return len(self.y) // self.world_size
+
+    def __len__(self) -> int:
+        n = self._num_samples()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _order(self) -> Tensor:
+        n = len(self.y)
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(n, generator=gen)
+        else:
+            order = torch.arange(n)
+        per_rank = self._num_samples()
+        order = order[self.rank : per_rank * self.world_size : self.world_size]
+        return order.to(self.x.device)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.epoch_fn is not None:
+            self.epoch = self.epoch_fn()
+        order = self._order()
+        start, self._resume_batch = self._resume_batch, 0
+        for b in range(start, len(self)):
+            self._next_batch = b + 1
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+        self._next_batch = 0
+        if self.epoch_fn is None:
+            self.epoch += 1
+
+    # Lightning calls these for "stateful" loaders when saving/loading checkpoints.
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "next_batch": self._next_batch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = int(state["epoch"])
+        self._resume_batch = int(state["next_batch"])

@@ -1,0 +1,46 @@
+"""MNIST and Fashion-MNIST from torchvision's on-disk layout (``<root>/MNIST/raw/``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dltrain.data.files import check_files, load_torchvision
+from dltrain.data.memory import InMemoryDataModule, Split
+
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class MNISTDataModule(InMemoryDataModule):
+    """MNIST digits, 60,000 train + 10,000 test 28x28 ``uint8`` images."""
+
+    #: torchvision dataset class name; also the folder name under ``data_dir``.
+    dataset = "MNIST"
+
+    def __init__(self, data_dir: str, download: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.data_dir = Path(data_dir)
+        self.download = bool(download)
+
+    def prepare_data(self) -> None:
+        if self.download:
+            load_torchvision(self.dataset, self.data_dir, train=True, download=True)
+            load_torchvision(self.dataset, self.data_dir, train=False, download=True)
+
+    def load(self) -> tuple[Split, Split]:
+        check_files(self.data_dir / self.dataset / "raw", RAW_FILES, self.dataset, self.data_dir)
+        splits = []
+        for train in (True, False):
+            ds = load_torchvision(self.dataset, self.data_dir, train=train, download=False)
+            splits.append(Split(ds.data.unsqueeze(1).contiguous(), ds.targets.long()))
+        return splits[0], splits[1]
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Fashion-MNIST: the same layout and sizes as MNIST, under ``FashionMNIST/raw``."""
+
+    dataset = "FashionMNIST"

@@ -1,0 +1,1 @@
+"""Networks (plain ``nn.Module``s built from input shape + class count) and the Classifier."""

@@ -1,0 +1,143 @@
+"""The one LightningModule: cross-entropy classification around any network.
+
+It knows nothing of a particular net, and its hyperparameters are plain values, so
+checkpoints open with ``torch.load(..., weights_only=True)``; the model itself is
+rebuilt from the config stored next to the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class Classifier(pl.LightningModule):
+    """Train/validate/test a classifier; logs ``{train,val,test}/{loss,acc}`` and
+    ``val/acc_best``.
+
+    Args:
+        net: any ``nn.Module`` mapping a batch of inputs to class logits.
+        num_classes: number of classes (for the accuracy metric).
+        optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
+        scheduler: ``optimizer -> LR scheduler`` or ``None``.
+        scheduler_interval: ``"epoch"`` or ``"step"``.
+        monitor: metric a plateau scheduler watches.
+        run_config: the composed run config as plain values, stored in checkpoints so
+            ``dl-eval`` can rebuild the model.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        monitor: str = "val/acc",
+        run_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.monitor = monitor
+        self.run_config = run_config or {}
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_acc_best = MaxMetric()
+        self.samples_seen = 0  # a plain int: counting costs no device sync
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        x, y = batch
+        logits = self.net(x)
+        return F.cross_entropy(logits, y), logits, y
+
+    # ---- train ------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        # Sanity-check validation must not count towards the best score.
+        self.val_acc_best.reset()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss, logits, y = self._step(batch)
+        self.samples_seen += y.shape[0]
+        # Metric objects accumulate on-device; values are synced once per epoch.
+        self.train_loss.update(loss.detach())
+        self.train_acc.update(logits.detach(), y)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss", self.train_loss.compute(), sync_dist=False)
+        self.log("train/acc", self.train_acc.compute())
+        self.train_loss.reset()
+        self.train_acc.reset()
+
+    # ---- validate ------------------------------------------------------------------------
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        loss, logits, y = self._step(batch)
+        self.val_loss.update(loss, weight=len(y))
+        self.val_acc.update(logits, y)
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self.val_acc.compute()
+        self.val_acc_best.update(acc)
+        self.log("val/loss", self.val_loss.compute(), prog_bar=True)
+        self.log("val/acc", acc, prog_bar=True)
+        self.log("val/acc_best", self.val_acc_best.compute())
+        self.val_loss.reset()
+        self.val_acc.reset()
+
+    # ---- test ------------------------------------------------------------------------------
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        loss, logits, y = self._step(batch)
+        self.test_loss.update(loss, weight=len(y))
+        self.test_acc.update(logits, y)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/loss", self.test_loss.compute())
+        self.log("test/acc", self.test_acc.compute())
+        self.test_loss.reset()
+        self.test_acc.reset()
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self.net(batch[0]).softmax(-1)
+
+    # ---- optimisation --------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self._make_scheduler(optimizer)
+        config = {"scheduler": scheduler, "interval": self.scheduler_interval}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        factory = self.scheduler_factory
+        target = getattr(factory, "func", factory)
+        if target is torch.optim.lr_scheduler.OneCycleLR:
+            # The total length is only known once the trainer has seen the data.
+            return factory(
+                optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+            )
+        return factory(optimizer=optimizer)
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dltrain_config"] = self.run_config

@@ -1,0 +1,158 @@
+"""The recipe of ``dl-train``, top to bottom: validate, build, fit, test, record.
+
+``run(cfg)`` returns the value of ``cfg.optimized_metric`` so Hydra sweepers can
+optimise it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from dltrain import build
+from dltrain.config import is_multirun, validate
+from dltrain.errors import ConfigError, find_user_error
+from dltrain.results import write_results
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train (and test) one configuration; write ``results.json`` even if it fails."""
+    validate(cfg)  # before any data is loaded or directory filled
+    run_dir = Path(cfg.paths.output_dir)
+    started = time.monotonic()
+    try:
+        record = fit_and_test(cfg)
+    except BaseException as ex:
+        if _is_rank_zero():
+            user = find_user_error(ex)
+            reason = str(user) if user else f"{type(ex).__name__}: {ex}"
+            write_results(run_dir, "failed", reason=reason, wall_s=time.monotonic() - started)
+        raise
+    record["wall_s"] = round(time.monotonic() - started, 3)
+    if record.pop("is_global_zero"):
+        path = write_results(run_dir, "completed", **record)
+        _print_summary(record, path)
+    return _optimized(cfg, record["metrics"])
+
+
+def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
+    import lightning.pytorch as pl
+    import torch
+
+    quiet_known_warnings()
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
+
+    datamodule = build.datamodule(cfg)
+    module = build.classifier(cfg)
+    loggers = build.loggers(cfg)
+    callbacks = build.callbacks(cfg, with_logger=bool(loggers))
+    trainer = build.trainer(cfg, callbacks, loggers)
+    for logger in loggers:
+        logger.log_hyperparams(_flat_config(cfg))
+
+    metrics: dict[str, float] = {}
+    fit_s = 0.0
+    if cfg.train:
+        t0 = time.monotonic()
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        fit_s = time.monotonic() - t0
+        metrics.update(_scalars(trainer.callback_metrics))
+    if cfg.test:
+        ckpt = _best_checkpoint(trainer) if cfg.train else cfg.get("ckpt_path")
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False)
+        metrics.update(_scalars(trainer.callback_metrics))
+
+    samples = module.samples_seen * trainer.world_size
+    return {
+        "metrics": metrics,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "fit_s": round(fit_s, 3),
+        "train_samples_per_s": round(samples / fit_s, 1) if fit_s > 0 else None,
+        "best_checkpoint": _best_checkpoint(trainer),
+        "seed": cfg.seed,
+        "world_size": trainer.world_size,
+        "is_global_zero": trainer.is_global_zero,
+    }
+
+
+def quiet_known_warnings() -> None:
+    """Silence warnings that do not apply to this runner's setup."""
+    import logging
+    import warnings
+
+    # Lightning adds its own console handler; Hydra's handlers (log file + terminal)
+    # already receive its records.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lightning_log = logging.getLogger(name)
+        for handler in list(lightning_log.handlers):
+            lightning_log.removeHandler(handler)
+        lightning_log.propagate = True
+
+    # We log per epoch on purpose, so small epochs are fine.
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    # Our batch loader is not a DataLoader: worker advice does not apply.
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # Raised inside Lightning itself on newer torch; nothing for users to do.
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+
+
+def _best_checkpoint(trainer: Any) -> str | None:
+    cb = trainer.checkpoint_callback
+    if cb is None:
+        return None
+    return cb.best_model_path or cb.last_model_path or None
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+
+
+def _flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config flattened to ``a/b/c`` keys, as loggers expect hparams."""
+    from omegaconf import OmegaConf
+
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}/")
+        else:
+            out[prefix.rstrip("/")] = (
+                node if isinstance(node, (int, float, str, bool)) else str(node)
+            )
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        if is_multirun():  # a sweeper needs the value
+            raise ConfigError(
+                f"optimized_metric '{name}' was not logged by this run",
+                f"use one of: {', '.join(sorted(metrics))}",
+            )
+        return None
+    return metrics[name]
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+def _print_summary(record: dict[str, Any], path: Path) -> None:
+    shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(record["metrics"].items()))
+    print(f"done in {record['wall_s']:.1f}s  {shown}")
+    print(f"results: {path}")
