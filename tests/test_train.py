@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,7 +131,9 @@ def test_two_nodes_with_torchrun_on_loopback(tmp_path: Path) -> None:
     procs = []
     for node in range(2):
         cmd = [
-            str(BIN / "torchrun"),
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
             "--nnodes=2",
             "--nproc-per-node=1",
             f"--node-rank={node}",

@@ -100,6 +100,8 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     # Our batch loader is not a DataLoader: worker advice does not apply.
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # A run without a validation split has an empty val loader on purpose.
+    warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
     # Raised inside Lightning itself on newer torch; nothing for users to do.
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
