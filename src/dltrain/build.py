@@ -55,6 +55,11 @@ def callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:
         if isinstance(cb, LearningRateMonitor) and not with_logger:
             continue  # it refuses to run without a logger
         out.append(cb)
+    if cfg.get("trial") is not None and has_validation(cfg):
+        # A trial of an Optuna sweep (the sweeper sets cfg.trial): report and prune.
+        from dltrain.callbacks.pruning import trial_pruning
+
+        out.append(trial_pruning(cfg))
     return out
 
 

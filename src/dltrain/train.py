@@ -28,9 +28,8 @@ def run(cfg: DictConfig) -> float | None:
         record = fit_and_test(cfg)
     except BaseException as ex:
         if _is_rank_zero():
-            user = find_user_error(ex)
-            reason = str(user) if user else f"{type(ex).__name__}: {ex}"
-            write_results(run_dir, "failed", reason=reason, wall_s=time.monotonic() - started)
+            status, reason = _failure(ex)
+            write_results(run_dir, status, reason=reason, wall_s=time.monotonic() - started)
         raise
     record["wall_s"] = round(time.monotonic() - started, 3)
     if record.pop("is_global_zero"):
@@ -148,6 +147,25 @@ def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
             )
         return None
     return metrics[name]
+
+
+def _failure(ex: BaseException) -> tuple[str, str]:
+    """(status, reason) of a run that raised: "pruned" by a sweep's pruner, else "failed"."""
+    if _was_pruned(ex):
+        return "pruned", str(ex)
+    user = find_user_error(ex)
+    return "failed", str(user) if user else f"{type(ex).__name__}: {ex}"
+
+
+def _was_pruned(ex: BaseException) -> bool:
+    import sys
+
+    # Only a sweep trial imports optuna; other runs cannot have been pruned.
+    if "optuna" not in sys.modules:
+        return False
+    from dltrain.callbacks.pruning import is_pruned
+
+    return is_pruned(ex)
 
 
 def _is_rank_zero() -> bool:
