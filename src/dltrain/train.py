@@ -160,12 +160,9 @@ def _failure(ex: BaseException) -> tuple[str, str]:
 def _was_pruned(ex: BaseException) -> bool:
     import sys
 
-    # Only a sweep trial imports optuna; other runs cannot have been pruned.
-    if "optuna" not in sys.modules:
-        return False
-    from dltrain.callbacks.pruning import is_pruned
-
-    return is_pruned(ex)
+    # Only a sweep trial imports optuna; no other run can have been pruned.
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(ex, optuna.TrialPruned)
 
 
 def _is_rank_zero() -> bool:

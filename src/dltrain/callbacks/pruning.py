@@ -44,9 +44,3 @@ def trial_pruning(cfg: DictConfig) -> TrialPruning:
     from dltrain.sweep.study import load_trial
 
     return TrialPruning(load_trial(cfg.trial), monitor=cfg.optimized_metric)
-
-
-def is_pruned(ex: BaseException) -> bool:
-    import optuna
-
-    return isinstance(ex, optuna.TrialPruned)

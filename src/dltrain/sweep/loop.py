@@ -104,10 +104,10 @@ def run_trials(sweep: Sweep) -> None:
 
 def record(study: Any, trial: Any, ret: Any) -> None:
     """Tell the study how a job ended: COMPLETE, PRUNED, or FAIL with the reason."""
+    import optuna
     from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
 
-    from dltrain.callbacks.pruning import is_pruned
     from dltrain.errors import describe
 
     if ret.hydra_cfg is not None:
@@ -121,7 +121,7 @@ def record(study: Any, trial: Any, ret: Any) -> None:
         fail(study, trial, f"the optimized metric is {value}, not a finite number")
         return
     error = ret._return_value  # the exception; ret.return_value would re-raise it
-    if is_pruned(error):
+    if isinstance(error, optuna.TrialPruned):
         tell(study, trial, state=TrialState.PRUNED)
         print(f"trial {trial.number}: pruned ({error})", flush=True)
         return
