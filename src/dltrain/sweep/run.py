@@ -30,9 +30,9 @@ def run_sweep(sweeper: Any, arguments: list[str]) -> dict[str, Any]:
         str(settings["study_name"]),
         url,
         str(settings["direction"]),
-        sampler=st.make_sampler(settings.get("sampler"), dims),
         load_if_exists=bool(settings["load_if_exists"]),
     )
+    study.sampler = st.make_sampler(st.continued_seed(settings.get("sampler"), study), dims)
     study.set_user_attr(st.PRUNER_ATTR, st.pruner_spec(settings.get("pruner")))
     sweep = loop.Sweep(
         study=study,

@@ -99,6 +99,17 @@ def make_sampler(spec: Any, dims: list[Dimension]) -> Any:
     return _build(optuna.samplers, SAMPLERS, "sampler", name, kwargs)
 
 
+def continued_seed(spec: Any, study: Any) -> Any:
+    """The sampler setting with its seed moved on by the trials the study already has: a
+    seeded sampler restarted on a continued study would otherwise propose the same first
+    points again. Still reproducible: the seed depends only on the study's state."""
+    name, kwargs = _spec(spec, "sampler", "tpe")
+    if kwargs.get("seed") is None or not study.trials:
+        return spec
+    kwargs["seed"] = int(kwargs["seed"]) + len(study.trials)
+    return {"name": name, **kwargs} if name else kwargs
+
+
 def make_pruner(spec: Any) -> Any:
     import optuna
 
