@@ -1,4 +1,4 @@
-"""Console entry points ``dl-train`` and ``dl-eval``.
+"""Console entry points ``dl-train``, ``dl-eval``, ``dl-predict`` and ``dl-report``.
 
 Imports nothing heavy at module level: ``dl-train --help`` and ``--cfg job`` only need
 Hydra, so torch and Lightning are imported inside the task functions.
@@ -80,6 +80,13 @@ def _eval(cfg: DictConfig) -> None:
     _run_task(run, cfg)
 
 
+@hydra.main(config_path=CONFIG_DIR, config_name="predict", version_base="1.3")
+def _predict(cfg: DictConfig) -> None:
+    from dltrain.predict import run
+
+    _run_task(run, cfg)
+
+
 def train_main() -> None:
     """``dl-train``: fit, then test with the best checkpoint."""
     _run_app(_train)
@@ -88,6 +95,21 @@ def train_main() -> None:
 def eval_main() -> None:
     """``dl-eval ckpt_path=...``: validate and test a checkpoint."""
     _run_app(_eval)
+
+
+def predict_main() -> None:
+    """``dl-predict ckpt_path=... inputs=...``: top-k classes of images."""
+    _run_app(_predict)
+
+
+def report_main() -> None:
+    """``dl-report [dirs]``: table of runs, report.md and a curves PNG."""
+    from dltrain.report import main
+
+    try:
+        sys.exit(main())
+    except errors.UserError as ex:
+        _exit_with(ex)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dltrain import build
+from dltrain import build, terminal
 from dltrain.config import is_multirun, validate
 from dltrain.errors import ConfigError, find_user_error
 from dltrain.results import write_results
@@ -23,6 +23,8 @@ def run(cfg: DictConfig) -> float | None:
     """Train (and test) one configuration; write ``results.json`` even if it fails."""
     validate(cfg)  # before any data is loaded or directory filled
     run_dir = Path(cfg.paths.output_dir)
+    if _is_rank_zero():
+        terminal.show_config(cfg, run_dir, echo=not is_multirun())
     started = time.monotonic()
     try:
         record = fit_and_test(cfg)
@@ -34,7 +36,8 @@ def run(cfg: DictConfig) -> float | None:
     record["wall_s"] = round(time.monotonic() - started, 3)
     if record.pop("is_global_zero"):
         path = write_results(run_dir, "completed", **record)
-        _print_summary(record, path)
+        terminal.show_summary(record, run_dir, terminal.tracker_places(cfg))
+        print(f"results: {path}")
     return _optimized(cfg, record["metrics"])
 
 
@@ -167,9 +170,3 @@ def _was_pruned(ex: BaseException) -> bool:
 
 def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
-
-
-def _print_summary(record: dict[str, Any], path: Path) -> None:
-    shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(record["metrics"].items()))
-    print(f"done in {record['wall_s']:.1f}s  {shown}")
-    print(f"results: {path}")

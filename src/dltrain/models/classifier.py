@@ -103,10 +103,12 @@ class Classifier(pl.LightningModule):
         self.val_acc.reset()
 
     # ---- test ------------------------------------------------------------------------------
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         loss, logits, y = self._step(batch)
         self.test_loss.update(loss, weight=len(y))
         self.test_acc.update(logits, y)
+        # For callbacks (the confusion-matrix plot); Lightning does not keep them.
+        return {"preds": logits.argmax(-1), "target": y}
 
     def on_test_epoch_end(self) -> None:
         self.log("test/loss", self.test_loss.compute())
@@ -141,3 +143,11 @@ class Classifier(pl.LightningModule):
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dltrain_config"] = self.run_config
+        # The input statistics training used, so prediction needs no training data.
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if datamodule is not None and getattr(datamodule, "mean", None) is not None:
+            checkpoint["dltrain_data"] = {
+                "mean": datamodule.mean.cpu().tolist(),
+                "std": datamodule.std.cpu().tolist(),
+                "scale": float(datamodule.scale),
+            }

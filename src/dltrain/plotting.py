@@ -1,0 +1,146 @@
+"""PNG figures of runs: learning curves, learning rate, confusion matrix, run comparison.
+
+Figures are drawn with matplotlib's object API on the Agg canvas (``Figure`` +
+``savefig``), never through ``pyplot``: no display is needed, no global backend is
+switched, and nothing is left open between calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+Row = Mapping[str, float]
+
+#: (panel title, y label, metric suffix) of the learning-curve panels.
+PANELS = (("Loss", "cross-entropy loss", "loss"), ("Accuracy", "accuracy", "acc"))
+
+
+def _series(rows: Sequence[Row], key: str) -> tuple[list[float], list[float]]:
+    points = [(r["epoch"], r[key]) for r in rows if key in r and r[key] == r[key]]  # no NaN
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def learning_curves(rows: Sequence[Row], path: Path, title: str = "Learning curves") -> Path:
+    """Train and validation loss and accuracy per epoch, side by side."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, len(PANELS))
+    for ax, (name, ylabel, suffix) in zip(axes, PANELS, strict=True):
+        for stage in ("train", "val"):
+            x, y = _series(rows, f"{stage}/{suffix}")
+            if x:
+                ax.plot(x, y, marker="o", markersize=3, label=stage)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend()
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def learning_rate(rows: Sequence[Row], path: Path) -> Path:
+    """The learning rate of each parameter group per epoch (log scale)."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    keys = sorted({k for r in rows for k in r if k.startswith("lr")})
+    for key in keys:
+        x, y = _series(rows, key)
+        ax.plot(x, y, marker="o", markersize=3, label=key)
+    if keys and all(v > 0 for k in keys for v in _series(rows, k)[1]):
+        ax.set_yscale("log")
+    ax.set_title("Learning rate")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.grid(alpha=0.3)
+    if len(keys) > 1:
+        ax.legend()
+    return _save(fig, path)
+
+
+def confusion_matrix(
+    matrix: np.ndarray, path: Path, class_names: Sequence[str] | None = None
+) -> Path:
+    """Row-normalised confusion matrix (counts written in the cells when they fit) and
+    the accuracy of each class (the diagonal) as bars."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    n = matrix.shape[0]
+    names = list(class_names) if class_names else [str(i) for i in range(n)]
+    totals = matrix.sum(axis=1, keepdims=True)
+    rates = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    per_class = np.diag(rates)
+    overall = np.trace(matrix) / max(int(matrix.sum()), 1)
+
+    side = min(max(5.0, 0.45 * n + 2), 16)
+    fig = Figure(figsize=(side * 1.6, side), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1.6, 1])
+    image = left.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=left, label="fraction of the true class", shrink=0.8)
+    ticks = np.arange(n)
+    left.set_xticks(ticks, names, rotation=90 if n > 10 else 0)
+    left.set_yticks(ticks, names)
+    left.set_xlabel("predicted class")
+    left.set_ylabel("true class")
+    left.set_title(f"Confusion matrix (test, n={int(matrix.sum())})")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    color = "white" if rates[i, j] > 0.5 else "black"
+                    left.text(
+                        j, i, str(matrix[i, j]), ha="center", va="center", color=color, fontsize=8
+                    )
+    right.barh(ticks, per_class, color="tab:blue")
+    right.set_yticks(ticks, names)
+    right.invert_yaxis()  # same order as the matrix rows
+    right.set_xlim(0, 1)
+    right.set_xlabel("accuracy")
+    right.set_ylabel("true class")
+    right.set_title(f"Per-class accuracy (overall {overall:.1%})")
+    right.grid(axis="x", alpha=0.3)
+    if n <= 30:
+        for i, v in enumerate(per_class):
+            right.text(
+                min(v, 0.98),
+                i,
+                f" {v:.0%}",
+                va="center",
+                ha="right" if v > 0.85 else "left",
+                fontsize=8,
+                color="white" if v > 0.85 else "black",
+            )
+    return _save(fig, path)
+
+
+def compare_runs(
+    runs: Mapping[str, Sequence[Row]], path: Path, metrics: Sequence[str] = ("val/loss", "val/acc")
+) -> Path:
+    """One panel per metric, one line per run: how the selected runs learned."""
+    fig = Figure(figsize=(5 * len(metrics), 4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    for ax, metric in zip(axes, metrics, strict=True):
+        for label, rows in runs.items():
+            x, y = _series(rows, metric)
+            if x:
+                ax.plot(x, y, marker="o", markersize=3, label=label)
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.split("/")[-1])
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=8
+        )
+    fig.suptitle(f"Runs compared ({len(runs)})")
+    return _save(fig, path)
