@@ -121,7 +121,9 @@ def predict(
     with torch.inference_mode():
         for i in range(0, len(files), batch):
             x = torch.stack([load_image(f, shape) for f in files[i : i + batch]]).float()
-            x = (x / float(stats.get("scale", 255.0)) - mean) / std
+            # Image files hold 0..255 whatever the training set stored; the statistics
+            # are of inputs scaled to [0, 1] (see InMemoryDataModule.normalize).
+            x = (x / 255.0 - mean) / std
             out.append(net(x).softmax(-1))
     return torch.cat(out)
 

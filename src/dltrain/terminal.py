@@ -166,4 +166,4 @@ def print_trimmed(renderable: Any, log_width: int | None = None) -> None:
 
 
 def show_summary(record: Mapping[str, Any], run_dir: Path, extra: Mapping[str, str]) -> None:
-    print_trimmed(summary(record, run_dir, extra))
+    print_trimmed(summary(record, run_dir, extra), log_width=200)

@@ -143,11 +143,11 @@ class Classifier(pl.LightningModule):
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dltrain_config"] = self.run_config
-        # The input statistics training used, so prediction needs no training data.
+        # Per-channel statistics of the [0, 1]-scaled training inputs: prediction needs
+        # them, not the training data.
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None and getattr(datamodule, "mean", None) is not None:
             checkpoint["dltrain_data"] = {
                 "mean": datamodule.mean.cpu().tolist(),
                 "std": datamodule.std.cpu().tolist(),
-                "scale": float(datamodule.scale),
             }
