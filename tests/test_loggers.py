@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
@@ -26,12 +27,22 @@ METRICS = {
 }
 
 
-def train(tmp_path: Path, overrides: list[str]) -> Path:
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow store for the module: creating its tables is most of an MLflow run's cost."""
+    return tmp_path_factory.mktemp("store")
+
+
+def train(tmp_path: Path, overrides: list[str], log_dir: Path | None = None) -> Path:
     out = tmp_path / "run"
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(
             config_name="train",
-            overrides=[f"paths.output_dir={out}", f"paths.log_dir={tmp_path}", *overrides],
+            overrides=[
+                f"paths.output_dir={out}",
+                f"paths.log_dir={log_dir or tmp_path}",
+                *overrides,
+            ],
         )
     run(cfg)
     assert json.loads((out / "results.json").read_text())["status"] == "completed"
@@ -49,21 +60,21 @@ def mlflow_run(uri: str, run_dir: Path) -> tuple[set[str], dict[str, str]]:
     return set(found.data.metrics), found.data.params
 
 
-def test_mlflow_alone_in_a_local_sqlite_store(tmp_path: Path) -> None:
-    run_dir = train(tmp_path, ["logger=mlflow", *SMALL])
-    store = tmp_path / "mlflow.db"  # ${paths.log_dir}/mlflow.db
-    assert store.is_file()
-    metrics, params = mlflow_run(f"sqlite:///{store}", run_dir)
+def test_mlflow_alone_in_a_local_sqlite_store(tmp_path: Path, store: Path) -> None:
+    run_dir = train(tmp_path, ["logger=mlflow", *SMALL], log_dir=store)
+    db = store / "mlflow.db"  # ${paths.log_dir}/mlflow.db
+    assert db.is_file()
+    metrics, params = mlflow_run(f"sqlite:///{db}", run_dir)
     assert METRICS <= metrics
     assert params["optimizer/lr"] == "0.001" and params["model/_target_"].endswith("MLP")
     assert not (run_dir / "csv").exists() and not (run_dir / "tensorboard").exists()
 
 
-def test_many_loggers_record_the_same_names(tmp_path: Path) -> None:
+def test_many_loggers_record_the_same_names(tmp_path: Path, store: Path) -> None:
     """logger=many: CSV, TensorBoard and MLflow (at a tracking URI of our choosing)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    uri = f"sqlite:///{store / 'mlflow.db'}"  # not under this run's paths.log_dir
     run_dir = train(tmp_path, ["logger=many", f"logger.mlflow.tracking_uri={uri}", *SMALL])
 
     with (run_dir / "csv" / "metrics.csv").open() as f:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 Row = Mapping[str, float]
 
@@ -22,6 +23,12 @@ PANELS = (("Loss", "cross-entropy loss", "loss"), ("Accuracy", "accuracy", "acc"
 def _series(rows: Sequence[Row], key: str) -> tuple[list[float], list[float]]:
     points = [(r["epoch"], r[key]) for r in rows if key in r and r[key] == r[key]]  # no NaN
     return [p[0] for p in points], [p[1] for p in points]
+
+
+def _epoch_axis(ax) -> None:  # noqa: ANN001 - a matplotlib Axes
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -40,9 +47,8 @@ def learning_curves(rows: Sequence[Row], path: Path, title: str = "Learning curv
             if x:
                 ax.plot(x, y, marker="o", markersize=3, label=stage)
         ax.set_title(name)
-        ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
+        _epoch_axis(ax)
         if ax.has_data():
             ax.legend()
     fig.suptitle(title)
@@ -60,9 +66,8 @@ def learning_rate(rows: Sequence[Row], path: Path) -> Path:
     if keys and all(v > 0 for k in keys for v in _series(rows, k)[1]):
         ax.set_yscale("log")
     ax.set_title("Learning rate")
-    ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate")
-    ax.grid(alpha=0.3)
+    _epoch_axis(ax)
     if len(keys) > 1:
         ax.legend()
     return _save(fig, path)
@@ -133,10 +138,9 @@ def compare_runs(
             x, y = _series(rows, metric)
             if x:
                 ax.plot(x, y, marker="o", markersize=3, label=label)
-        ax.set_title(metric)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric.split("/")[-1])
-        ax.grid(alpha=0.3)
+        ax.set_title(f"{metric} per epoch")
+        ax.set_ylabel(metric)
+        _epoch_axis(ax)
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(
