@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from conftest import ROOT, make_mnist, run_cli
-from dltrain.history import read_history
+from dltrain.history import read_history, write_history
 from dltrain.train import run
 
 CONFIGS = ROOT / "configs"
@@ -168,12 +168,17 @@ def test_report_on_a_sweep_summary(tiny: dict, tmp_path: Path) -> None:
     summary = {"study_name": "s", "direction": "maximize", "optimized_metric": "val/acc_best",
                "best_trial": 0, "best_value": 0.9, "counts": {}, "trials": trials}  # fmt: skip
     (sweep / "sweep_summary.json").write_text(json.dumps(summary))
+    # The pruned trial's run dir: no metrics in results.json, its epochs in history.json.
+    (sweep / "1").mkdir()
+    (sweep / "1" / "results.json").write_text(json.dumps({"status": "pruned"}))
+    write_history(sweep / "1", [{"epoch": 0, "val/acc": 0.25, "val/acc_best": 0.25}])
     out = run_cli([str(sweep), "--sort", "val/acc_best"], cwd=tmp_path, cmd="dl-report")
     assert out.returncode == 0, out.stderr
     assert "┃ run " in out.stdout and " trial ┃" in out.stdout
     first, second = [ln for ln in out.stdout.splitlines() if "│" in ln]
     assert " 0 " in first and "completed" in first
     assert " 1 " in second and "pruned" in second and "optimizer.lr=0.5" in second
+    assert "0.2500" in second
     assert "1.5s" in second
     assert (sweep / "report.md").is_file()
 

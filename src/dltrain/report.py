@@ -25,7 +25,7 @@ SWEEP_FILE = "sweep_summary.json"
 #: Metrics shown when --metrics is not given (those that any run has).
 DEFAULT_METRICS = ("val/acc_best", "val/loss", "test/acc", "test/loss")
 #: Overrides that say where, not what: left out of the table.
-WHERE_KEYS = ("paths.", "hydra.", "ckpt_path", "task_name")
+WHERE_KEYS = ("paths.", "hydra.", "ckpt_path", "task_name", "trial.")
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _apply_trial(run: Run, trial: dict[str, Any]) -> None:
     if state:
         run.status = {"complete": "completed", "fail": "failed"}.get(state, state)
     if not run.overrides:
-        run.overrides = [f"{k}={v}" for k, v in (trial.get("params") or {}).items()]
+        run.overrides = [shorten(f"{k}={v}") for k, v in (trial.get("params") or {}).items()]
     if run.wall_s is None:
         run.wall_s = trial.get("duration_s", trial.get("duration"))
 
@@ -110,13 +110,27 @@ def load_run(path: Path) -> Run:
         overrides = [
             str(o) for o in yaml.safe_load((path / ".hydra/overrides.yaml").read_text()) or []
         ]
+    metrics = {k: float(v) for k, v in (results.get("metrics") or {}).items()}
+    if not metrics:  # pruned, failed or still running: its last recorded epoch
+        history = read_history(path)
+        metrics = {k: v for k, v in history[-1].items() if "/" in k} if history else {}
     return Run(
         path=path,
         status=str(results.get("status", "running or killed")),
-        overrides=[o for o in overrides if not o.lstrip("+~").startswith(WHERE_KEYS)],
-        metrics={k: float(v) for k, v in (results.get("metrics") or {}).items()},
+        overrides=[shorten(o) for o in overrides if not o.lstrip("+~").startswith(WHERE_KEYS)],
+        metrics=metrics,
         wall_s=results.get("wall_s"),
     )
+
+
+def shorten(override: str) -> str:
+    """``optimizer.lr=0.004304762819776759`` -> ``optimizer.lr=0.004305`` for the table."""
+    key, sep, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    return f"{key}={number:.4g}" if sep and "." in value and len(value) > 8 else override
 
 
 # ---- the table -----------------------------------------------------------------------------

@@ -71,6 +71,12 @@ class RunPlots(Callback):
         self._close_epoch(trainer)
         self._write_curves(trainer)
 
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        # A stopped run (pruned, failed, interrupted) still gets the epochs it completed.
+        self._write_curves(trainer)
+
     def _close_epoch(self, trainer: pl.Trainer) -> None:
         """Complete the open epoch's row. Called at the next epoch's start (or the end):
         the module logs its train metrics after the callbacks' ``on_train_epoch_end``."""
