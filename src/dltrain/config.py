@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from dltrain.errors import ConfigError
+from dltrain.models.inputs import check_model_takes_data
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 
@@ -20,6 +21,7 @@ def is_multirun() -> bool:
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for settings that cannot work on this machine or together."""
     check_hardware(cfg)
+    check_model_takes_data(cfg)
 
 
 def check_hardware(cfg: DictConfig) -> None:

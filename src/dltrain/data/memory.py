@@ -7,7 +7,7 @@ are scaled/normalised per batch as one tensor op after the batch reaches its dev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -38,6 +38,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         seed: seed of the train/val split and of the batch order.
         mean, std: per-channel normalisation; ``None`` computes them from the
             training split (after scaling to [0, 1] for ``uint8`` images).
+        augment: applied to normalised training batches (e.g. ``BatchAugment``).
     """
 
     #: Value that maps stored inputs to [0, 1] (255 for uint8 images).
@@ -53,6 +54,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         seed: int = 0,
         mean: Sequence[float] | float | None = None,
         std: Sequence[float] | float | None = None,
+        augment: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.shape = tuple(int(s) for s in shape)
@@ -62,6 +64,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.val_fraction = float(val_fraction)
         self.seed = int(seed) if seed is not None else 0
         self._mean_cfg, self._std_cfg = mean, std
+        self.augment = augment
         self.train_set: Split | None = None
         self.val_set: Split | None = None
         self.test_set: Split | None = None
@@ -123,7 +126,10 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int):
         x, y = batch
-        return self.normalize(x), y
+        x = self.normalize(x)
+        if self.augment is not None and self.trainer is not None and self.trainer.training:
+            x = self.augment(x)  # training batches only (see data/augment.py)
+        return x, y
 
     # ---- helpers -------------------------------------------------------------------------
     def normalize(self, x: Tensor) -> Tensor:

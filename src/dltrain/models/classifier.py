@@ -121,7 +121,9 @@ class Classifier(pl.LightningModule):
 
     # ---- optimisation --------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        # A net may split its parameters into groups (e.g. a head with its own lr).
+        groups = getattr(self.net, "param_groups", None)
+        optimizer = self.optimizer_factory(params=groups() if groups else self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self._make_scheduler(optimizer)

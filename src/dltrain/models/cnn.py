@@ -16,6 +16,8 @@ class CNN(nn.Module):
     (``pool="avg"``, size-independent), an optional hidden layer, and a linear classifier.
     Any channel count; stages stop pooling once the feature map is 1 pixel."""
 
+    takes = "images"
+
     def __init__(
         self,
         in_shape: Sequence[int],
