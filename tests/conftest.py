@@ -99,3 +99,23 @@ def run_dir_of(base: Path, task: str = "train") -> Path:
     runs = sorted((base / "outputs" / task / "runs").iterdir())
     assert len(runs) == 1, runs
     return runs[0]
+
+
+def make_image_folder(
+    root: Path, classes: Sequence[str] = ("blue", "green", "red"), per_class: int = 8
+) -> Path:
+    """A folder of real PNGs, ``root/<class>/<i>.png``: each class is bright in its
+    own colour channel (red, green, blue), with noise, in a few different sizes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            size = (10 + i % 3, 12)
+            pixels = rng.integers(0, 60, size=(*size, 3), dtype=np.uint8)
+            channel = {"red": 0, "green": 1, "blue": 2}.get(name, k % 3)
+            pixels[..., channel] = 200 + rng.integers(0, 50, size=size, dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root

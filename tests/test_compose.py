@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 from conftest import ROOT, run_cli
 
@@ -38,16 +36,54 @@ def test_every_option_composes(override: str) -> None:
     assert cfg.model.in_shape == cfg.data.shape
 
 
-@pytest.mark.parametrize("model", options("model"))
-@pytest.mark.parametrize("data", options("data"))
-def test_every_model_takes_every_data_shape(model: str, data: str) -> None:
-    import torch
+MODELS, DATA = options("model"), options("data")
+LAYOUT = {"images": "(C,H,W)", "sequences": "(C,L)"}
+
+
+def _kinds() -> tuple[dict[str, str], dict[str, str]]:
+    """What each model option takes and what each data option gives."""
+    from dltrain.models.inputs import data_kind, model_kind
+
+    takes = {m: model_kind(str(compose_train([f"model={m}"]).model._target_)) for m in MODELS}
+    gives = {d: data_kind(list(compose_train([f"data={d}"]).data.shape)) for d in DATA}
+    return takes, gives
+
+
+TAKES, GIVES = _kinds()
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("data", DATA)
+def test_every_model_data_pair_is_accepted_or_refused_before_loading(model: str, data: str) -> None:
+    """Compatible pairs pass validation (tests/test_models.py trains each of them);
+    the others stop with one error that names the models that fit."""
+    from dltrain.config import validate
+    from dltrain.errors import ConfigError
 
     cfg = compose_train([f"model={model}", f"data={data}"])
-    net = instantiate(cfg.model)
-    x = torch.zeros(2, *cfg.data.shape)
-    assert net(x).shape == (2, cfg.data.num_classes)
-    assert math.prod(cfg.data.shape) > 0
+    takes, gives = TAKES[model], GIVES[data]
+    if takes in ("any", gives):
+        validate(cfg)
+        return
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    fits = [m for m in MODELS if TAKES[m] == gives] + [m for m in MODELS if TAKES[m] == "any"]
+    assert str(err.value) == (
+        f"model={model} takes {takes} {LAYOUT[takes]} but data={data} gives {gives} "
+        f"{LAYOUT[gives]} — use model={'/'.join(fits)}"
+    )
+
+
+def test_incompatible_pair_error_text() -> None:
+    from dltrain.config import validate
+    from dltrain.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        validate(compose_train(["model=cnn", "data=mnist1d"]))
+    assert str(err.value) == (
+        "model=cnn takes images (C,H,W) but data=mnist1d gives sequences (C,L)"
+        " — use model=cnn1d/gru/lstm/transformer_seq/mlp"
+    )
 
 
 def test_help_lists_groups_without_importing_torch(tmp_path: Path) -> None:

@@ -6,9 +6,10 @@ Each network class declares ``takes``: ``"images"`` (``(C, H, W)``), ``"sequence
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from dltrain.errors import ConfigError
 
@@ -54,13 +55,17 @@ def _config_dir() -> str:
     return CONFIG_DIR
 
 
+@functools.lru_cache(maxsize=8)
 def _targets(group_dir: Path) -> dict[str, str]:
-    """Option name -> ``_target_`` of each YAML in a config group folder."""
+    """Option name -> ``_target_`` of each YAML in a config group folder (plain YAML
+    reading: an option's own ``_target_`` needs no composition)."""
+    import yaml
+
     out = {}
     for path in sorted(group_dir.glob("*.yaml")):
-        target = OmegaConf.load(path).get("_target_")
-        if target:
-            out[path.stem] = str(target)
+        node = yaml.safe_load(path.read_text()) or {}
+        if isinstance(node, dict) and node.get("_target_"):
+            out[path.stem] = str(node["_target_"])
     return out
 
 

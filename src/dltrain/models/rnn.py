@@ -9,13 +9,15 @@ from torch import Tensor, nn
 
 from dltrain.errors import ConfigError
 
-READOUTS = ("last", "mean")
+READOUTS = ("last", "mean", "flatten")
 
 
 class RecurrentClassifier(nn.Module):
     """``nn.GRU``/``nn.LSTM`` over the positions (the channels are the features per
     step), then a linear classifier on the last step's output (``readout="last"``,
-    for a bidirectional net the forward last and backward first) or the mean over steps."""
+    for a bidirectional net the forward last and backward first), the mean over steps
+    (``"mean"``) or every step's output side by side (``"flatten"``, fixed length: the
+    MNIST-1D paper's GRU)."""
 
     takes = "sequences"
     cell: type[nn.RNNBase] = nn.GRU
@@ -32,7 +34,9 @@ class RecurrentClassifier(nn.Module):
     ) -> None:
         super().__init__()
         if readout not in READOUTS:
-            raise ConfigError(f"model.readout={readout!r} is not known", "use last or mean")
+            raise ConfigError(
+                f"model.readout={readout!r} is not known", f"use one of: {', '.join(READOUTS)}"
+            )
         self.readout = readout
         self.hidden = int(hidden)
         self.rnn = self.cell(
@@ -45,12 +49,15 @@ class RecurrentClassifier(nn.Module):
         )
         directions = 2 if bidirectional else 1
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(self.hidden * directions, num_classes)
+        steps = int(in_shape[1]) if readout == "flatten" else 1
+        self.head = nn.Linear(self.hidden * directions * steps, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         out, _ = self.rnn(x.transpose(1, 2))  # (N, C, L) -> (N, L, C): one step per position
         if self.readout == "mean":
             feats = out.mean(1)
+        elif self.readout == "flatten":
+            feats = out.flatten(1)
         elif self.rnn.bidirectional:
             h = self.hidden
             feats = torch.cat([out[:, -1, :h], out[:, 0, h:]], dim=1)

@@ -151,6 +151,7 @@ class TransferNet(nn.Module):
             self.backbone.requires_grad_(False)
             for module in self._new_modules:
                 module.requires_grad_(True)
+        self.train()  # Lightning keeps each submodule's mode as built: freeze it now
 
     def forward(self, x: Tensor) -> Tensor:
         size = self.input_size
