@@ -109,6 +109,38 @@ def test_large_torchvision_models_build_and_run_a_tiny_forward() -> None:
     assert sum(p.numel() for p in vit.parameters()) > 85_000_000
 
 
+def test_cifar10_resnet18_experiment_smoke_runs(tmp_path: Path, data_root: Path) -> None:
+    _, results = train_in_process(
+        tmp_path,
+        ["experiment=cifar10_resnet18", "debug=fast", f"paths.data_dir={data_root}", "logger=none"],
+    )
+    assert results["status"] == "completed" and results["steps"] == 1
+    cfg = compose_train(["experiment=cifar10_resnet18"])
+    assert cfg.model.small_input and cfg.data.augment.crop_padding == 4
+
+
+def test_finetune_folder_experiment_runs_offline(tmp_path: Path, data_root: Path) -> None:
+    import torchvision
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    _, results = train_in_process(
+        tmp_path,
+        [
+            "experiment=finetune_resnet_folder",
+            "debug=fast",
+            f"data.root={data_root}/images",
+            "data.num_classes=3",
+            "data.shape=[3,16,16]",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"model.weights_path={weights}",
+            "model.input_size=32",  # the template's 224 px is slow on a CPU
+            "logger=none",
+        ],
+    )
+    assert results["status"] == "completed" and results["steps"] == 1
+
+
 # ---- transfer learning, offline ------------------------------------------------------------
 def _build(cfg):
     from dltrain import build

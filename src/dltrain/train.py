@@ -104,6 +104,8 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     # A run without a validation split has an empty val loader on purpose.
     warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
+    # Frozen backbones (model.freeze_backbone) stay in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start.*")
     # Raised inside Lightning itself on newer torch; nothing for users to do.
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
