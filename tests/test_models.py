@@ -55,7 +55,11 @@ def compose_train(overrides: list[str]):
 def compatible_pairs() -> list[tuple[str, str]]:
     takes = {m: model_kind(str(compose_train([f"model={m}"]).model._target_)) for m in MODELS}
     gives = {d: data_kind(list(compose_train([f"data={d}"]).data.shape)) for d in DATA}
-    return [(m, d) for m in MODELS for d in DATA if takes[m] in ("any", gives[d])]
+    # Image and sequence data; other kinds of data are tested with their own models.
+    known = ("images", "sequences")
+    return [
+        (m, d) for m in MODELS for d in DATA if gives[d] in known and takes[m] in ("any", gives[d])
+    ]
 
 
 @pytest.fixture(scope="module")
