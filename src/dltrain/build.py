@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -21,6 +22,8 @@ def datamodule(cfg: DictConfig) -> InMemoryDataModule:
 def classifier(cfg: DictConfig) -> Classifier:
     """The net from ``cfg.model`` inside the Classifier, with optimizer and scheduler."""
     net = instantiate(cfg.model)
+    if cfg.get("channels_last"):
+        net = net.to(memory_format=torch.channels_last)  # its convs then output channels-last
     if cfg.get("compile"):
         net.compile()  # in place: state_dict keys stay the same as without compile
     sched = cfg.scheduler.get("scheduler")

@@ -48,6 +48,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     quiet_known_warnings()
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 

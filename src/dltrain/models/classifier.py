@@ -53,12 +53,11 @@ class Classifier(pl.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.monitor = monitor
         self.run_config = run_config or {}
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
-        self.samples_seen = 0  # a plain int: counting costs no device sync
+        self.samples_seen = 0
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -73,19 +72,27 @@ class Classifier(pl.LightningModule):
         # Sanity-check validation must not count towards the best score.
         self.val_acc_best.reset()
 
+    def on_train_epoch_start(self) -> None:
+        # Training loss and accuracy as running sums on the device, read once per epoch.
+        # Hand-written instead of torchmetrics objects: their per-step update (argument
+        # checks, state bookkeeping) costs as much as a small net's whole step.
+        self._train_sums = torch.zeros(2, device=self.device)
+        self._train_count = 0
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, logits, y = self._step(batch)
-        self.samples_seen += y.shape[0]
-        # Metric objects accumulate on-device; values are synced once per epoch.
-        self.train_loss.update(loss.detach())
-        self.train_acc.update(logits.detach(), y)
+        n = y.shape[0]
+        self.samples_seen += n  # plain ints: counting costs no device sync
+        self._train_count += n
+        with torch.no_grad():
+            self._train_sums += torch.stack((loss * n, (logits.argmax(-1) == y).sum()))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/loss", self.train_loss.compute(), sync_dist=False)
-        self.log("train/acc", self.train_acc.compute())
-        self.train_loss.reset()
-        self.train_acc.reset()
+        loss_sum, correct = self._train_sums / max(self._train_count, 1)
+        # Equal shards on every rank, so the mean over ranks is the global value.
+        self.log("train/loss", loss_sum, sync_dist=True)
+        self.log("train/acc", correct, sync_dist=True)
 
     # ---- validate ------------------------------------------------------------------------
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

@@ -1,0 +1,246 @@
+"""Speed and memory of dl-train against plain PyTorch loops, side by side.
+
+Every workload is a whole process, run the way a user runs it; the repeats are
+interleaved (one round runs each workload once) so that load on the machine hits
+baselines and dl-train alike. Prints a table of medians and ratios, writes bench.json.
+
+    python scripts/bench.py --data-dir ../shared/datasets            # make bench
+    python scripts/bench.py --data-dir <tiny MNIST> --smoke          # seconds, for CI
+
+Comparisons (dl-train / baseline):
+  seed       scripts/seed_loop.py (torchvision DataLoader loop)  vs  experiment=seed_mlp
+  per-step   scripts/plain_loop.py experiment=mnist_speed (fit time)  vs  experiment=mnist_speed
+  startup    dl-train --help, dl-train debug=fast
+  memory     peak RSS of each  vs  python -c 'import lightning'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PYTHON = sys.executable
+
+#: Overrides that shrink every training workload to a few batches (``--smoke``).
+SMOKE_DLTRAIN = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+SMOKE_LOOP = ["--epochs", "1", "--limit-batches", "2"]
+
+
+@dataclass
+class Workload:
+    """One process to time; ``result`` reads its accuracy and fit time after a run."""
+
+    name: str
+    argv: list[str]
+    result: str = "none"  # none | json_line | results_json
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def workloads(data_dir: str, log_dir: str, smoke: bool) -> list[Workload]:
+    dl_train = str(BIN / "dl-train")
+    common = [f"paths.data_dir={data_dir}", f"paths.log_dir={log_dir}"]
+    shrink = SMOKE_DLTRAIN if smoke else []
+    return [
+        Workload(
+            "seed_loop",
+            [PYTHON, "scripts/seed_loop.py", "--data-dir", data_dir]
+            + (SMOKE_LOOP if smoke else []),
+            "json_line",
+        ),
+        Workload("seed_mlp", [dl_train, "experiment=seed_mlp", *common, *shrink], "results_json"),
+        Workload(
+            "plain_loop",
+            [PYTHON, "scripts/plain_loop.py", "experiment=mnist_speed", *common]
+            + (["trainer.max_epochs=1"] if smoke else []),
+            "json_line",
+        ),
+        Workload(
+            "mnist_speed", [dl_train, "experiment=mnist_speed", *common, *shrink], "results_json"
+        ),
+        Workload("help", [dl_train, "--help"]),
+        Workload("debug_fast", [dl_train, "debug=fast", "data=mnist", *common], "results_json"),
+        Workload("import_lightning", [PYTHON, "-c", "import lightning"]),
+    ]
+
+
+def run_once(work: Workload, log_dir: Path) -> dict[str, Any]:
+    """Run the process once: wall time, peak RSS (its own, from wait4) and its results."""
+    for old in log_dir.glob("*/runs/*/results.json"):
+        old.unlink()  # so that the results read below are this run's
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(work.argv, cwd=ROOT, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        sys.exit(f"{work.name} failed ({proc.returncode}): {' '.join(work.argv)}\n{stderr}")
+    run: dict[str, Any] = {"wall_s": round(wall, 3), "rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    if work.result == "json_line":
+        line = json.loads(stdout.strip().splitlines()[-1])
+        run["acc"] = line.get("test_acc")
+        run["fit_s"] = round(line["fit_s"], 3)
+    elif work.result == "results_json":
+        (path,) = log_dir.glob("*/runs/*/results.json")
+        record = json.loads(path.read_text())
+        run["acc"] = record["metrics"].get("test/acc")
+        run["fit_s"] = record["fit_s"]
+    return run
+
+
+def median(work: Workload, key: str) -> float | None:
+    values = [r[key] for r in work.runs if r.get(key) is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
+def summarize(works: dict[str, Workload]) -> list[dict[str, Any]]:
+    """The rows of the table: baseline and dl-train medians, their ratio, the target."""
+    m = {
+        name: {k: median(w, k) for k in ("wall_s", "fit_s", "acc", "rss_mb")}
+        for name, w in works.items()
+    }
+    seed, mlp, plain, speed = m["seed_loop"], m["seed_mlp"], m["plain_loop"], m["mnist_speed"]
+    rows = [
+        (
+            "seed recipe wall s: seed_loop | seed_mlp",
+            seed["wall_s"],
+            mlp["wall_s"],
+            "ratio <= 0.45",
+            lambda b, o: o / b <= 0.45,
+        ),
+        (
+            "seed recipe test acc: seed_loop | seed_mlp",
+            seed["acc"],
+            mlp["acc"],
+            "|diff| <= 0.003",
+            lambda b, o: abs(o - b) <= 0.003,
+        ),
+        (
+            "mnist_speed fit s: plain_loop | dl-train",
+            plain["fit_s"],
+            speed["fit_s"],
+            "ratio <= 1.10",
+            lambda b, o: o / b <= 1.10,
+        ),
+        (
+            "mnist_speed wall s: plain_loop | dl-train",
+            plain["wall_s"],
+            speed["wall_s"],
+            "dl-train <= 20",
+            lambda b, o: o <= 20,
+        ),
+        (
+            "mnist_speed test acc: plain_loop | dl-train",
+            plain["acc"],
+            speed["acc"],
+            "dl-train >= 0.990",
+            lambda b, o: o >= 0.99,
+        ),
+        ("dl-train --help wall s", None, m["help"]["wall_s"], "<= 1.0", lambda b, o: o <= 1.0),
+        (
+            "dl-train debug=fast wall s",
+            None,
+            m["debug_fast"]["wall_s"],
+            "<= 10",
+            lambda b, o: o <= 10,
+        ),
+    ]
+    base_rss = m["import_lightning"]["rss_mb"]
+    for name in ("seed_loop", "seed_mlp", "plain_loop", "mnist_speed", "debug_fast"):
+        rows.append(
+            (
+                f"peak RSS MB: import lightning | {name}",
+                base_rss,
+                m[name]["rss_mb"],
+                "diff <= 300",
+                lambda b, o: o - b <= 300,
+            )
+        )
+    out = []
+    for what, base, ours, target, check in rows:
+        known = ours is not None and (base is not None or "|" not in what)
+        out.append(
+            {
+                "what": what,
+                "baseline": base,
+                "ours": ours,
+                "ratio": round(ours / base, 3) if base and ours is not None else None,
+                "target": target,
+                "met": bool(check(base, ours)) if known else None,
+            }
+        )
+    return out
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    def fmt(v: Any) -> str:
+        return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+    print(f"\n{'median of runs':46} {'baseline':>9} {'dl-train':>9} {'ratio':>6}  target")
+    for r in rows:
+        met = {True: "ok", False: "MISSED", None: ""}[r["met"]]
+        print(
+            f"{r['what']:46} {fmt(r['baseline']):>9} {fmt(r['ours']):>9} {fmt(r['ratio']):>6}"
+            f"  {r['target']} {met}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True, help="holds MNIST/raw (torchvision layout)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--out", default="bench.json")
+    parser.add_argument("--smoke", action="store_true", help="a few batches each, one round")
+    args = parser.parse_args()
+    repeats = 1 if args.smoke else args.repeats
+    data_dir = str(Path(args.data_dir).resolve())
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dltrain-bench-") as tmp:
+        log_dir = Path(tmp)
+        works = {w.name: w for w in workloads(data_dir, str(log_dir), args.smoke)}
+        for round_no in range(repeats):
+            for work in works.values():
+                run = run_once(work, log_dir)
+                work.runs.append(run)
+                print(
+                    f"round {round_no + 1}/{repeats} {work.name:16} {json.dumps(run)}", flush=True
+                )
+    rows = summarize(works)
+    total = time.monotonic() - started
+    print_table(rows)
+    report = {
+        "smoke": args.smoke,
+        "repeats": repeats,
+        "data_dir": data_dir,
+        "cpus": os.cpu_count(),
+        "total_s": round(total, 1),
+        "workloads": {
+            name: {
+                "argv": w.argv,
+                "runs": w.runs,
+                "median": {k: median(w, k) for k in ("wall_s", "fit_s", "acc", "rss_mb")},
+            }
+            for name, w in works.items()
+        },
+        "comparisons": rows,
+    }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nbench took {total:.0f}s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
