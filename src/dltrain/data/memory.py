@@ -181,6 +181,17 @@ class InMemoryDataModule(pl.LightningDataModule):
             mean = torch.as_tensor(self._mean_cfg, dtype=torch.float32).flatten()
             std = torch.as_tensor(self._std_cfg, dtype=torch.float32).flatten()
             return mean.expand(channels).clone(), std.expand(channels).clone()
+        if x.dtype == torch.uint8:
+            # Exact, from each channel's histogram of the 256 values: one fast pass
+            # instead of a float64 copy of every pixel (seconds for MNIST).
+            values = torch.arange(256, dtype=torch.float64) / self.scale
+            hist = torch.stack(
+                [torch.bincount(x[:, c].reshape(-1), minlength=256) for c in range(channels)]
+            ).double()
+            count = hist.sum(1)
+            mean = hist @ values / count
+            std = (hist @ (values * values) / count - mean * mean).clamp_min(1e-12).sqrt()
+            return mean.float(), std.float()
         # Per-channel statistics of the training split, in chunks to bound memory.
         total = torch.zeros(channels, dtype=torch.float64)
         total_sq = torch.zeros(channels, dtype=torch.float64)

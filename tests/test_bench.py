@@ -1,0 +1,60 @@
+"""The benchmark script in its CI mode: every workload runs, bench.json holds the table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, make_mnist
+
+WORKLOADS = {
+    "seed_loop",
+    "seed_mlp",
+    "plain_loop",
+    "mnist_speed",
+    "help",
+    "debug_fast",
+    "import_lightning",
+}
+
+
+def test_bench_smoke_writes_medians_and_ratios(tmp_path: Path) -> None:
+    data = make_mnist(tmp_path / "data", n_train=40, n_test=20)
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--smoke", "--data-dir", str(data), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["smoke"] is True and report["repeats"] == 1
+    assert set(report["workloads"]) == WORKLOADS
+    for name, work in report["workloads"].items():
+        (run,) = work["runs"]
+        assert run["wall_s"] > 0 and run["rss_mb"] > 0, name
+        assert work["median"]["wall_s"] == run["wall_s"]
+    trained = ("seed_loop", "seed_mlp", "plain_loop", "mnist_speed", "debug_fast")
+    for name in trained:  # each training workload reports what it learned and how fast
+        run = report["workloads"][name]["runs"][0]
+        assert 0.0 <= run["acc"] <= 1.0 and run["fit_s"] > 0, name
+    rows = {row["what"]: row for row in report["comparisons"]}
+    seed = rows["seed recipe wall s: seed_loop | seed_mlp"]
+    medians = {n: w["median"] for n, w in report["workloads"].items()}
+    assert seed["baseline"] == medians["seed_loop"]["wall_s"]
+    assert seed["ours"] == medians["seed_mlp"]["wall_s"]
+    assert seed["ratio"] == round(seed["ours"] / seed["baseline"], 3)
+    assert isinstance(seed["met"], bool)
+    step = rows["mnist_speed fit s: plain_loop | dl-train"]
+    assert step["baseline"] == medians["plain_loop"]["fit_s"]
+    assert step["ours"] == medians["mnist_speed"]["fit_s"]
+    assert rows["dl-train --help wall s"]["ours"] == medians["help"]["wall_s"]
+    assert len([r for r in rows if r.startswith("peak RSS MB")]) == len(trained)
+    # The table on stdout carries the same rows.
+    for what in rows:
+        assert what in proc.stdout
+    assert f"wrote {out}" in proc.stdout
