@@ -36,7 +36,7 @@ def test_bench_smoke_writes_medians_and_ratios(tmp_path: Path) -> None:
     assert set(report["workloads"]) == WORKLOADS
     for name, work in report["workloads"].items():
         (run,) = work["runs"]
-        assert run["wall_s"] > 0 and run["rss_mb"] > 0, name
+        assert run["wall_s"] > 0 and run["cpu_s"] > 0 and run["rss_mb"] > 0, name
         assert work["median"]["wall_s"] == run["wall_s"]
     trained = ("seed_loop", "seed_mlp", "plain_loop", "mnist_speed", "debug_fast")
     for name in trained:  # each training workload reports what it learned and how fast
@@ -49,10 +49,13 @@ def test_bench_smoke_writes_medians_and_ratios(tmp_path: Path) -> None:
     assert seed["ours"] == medians["seed_mlp"]["wall_s"]
     assert seed["ratio"] == round(seed["ours"] / seed["baseline"], 3)
     assert isinstance(seed["met"], bool)
-    step = rows["mnist_speed fit s: plain_loop | dl-train"]
+    step = rows["speed recipe fit s: plain_loop | mnist_speed"]
     assert step["baseline"] == medians["plain_loop"]["fit_s"]
     assert step["ours"] == medians["mnist_speed"]["fit_s"]
     assert rows["dl-train --help wall s"]["ours"] == medians["help"]["wall_s"]
+    rss = rows["peak RSS MB: import_lightning | debug_fast"]
+    assert rss["baseline"] == medians["import_lightning"]["rss_mb"]
+    assert rss["met"] == (rss["ours"] - rss["baseline"] <= 300)
     assert len([r for r in rows if r.startswith("peak RSS MB")]) == len(trained)
     # The table on stdout carries the same rows.
     for what in rows:
