@@ -192,6 +192,7 @@ hydra:
     sampler: {name: grid, seed: 0}
     pruner: none
     params:
+      model: {choices: [mlp, nope]}
       model.activation: {choices: [relu, bogus]}
       optimizer.lr: {choices: [1.0e-3, 1.0e30]}
 """
@@ -207,18 +208,22 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> No
     )
     assert out.returncode == 0, out.stderr[-3000:]
     trials = summary_of(tmp_path, "failing")["trials"]
-    assert len(trials) == 4  # the grid's size caps n_trials
-    by_params = {(t["params"]["model.activation"], t["params"]["optimizer.lr"]): t for t in trials}
-    assert by_params[("relu", 1e-3)]["state"] == "COMPLETE"
-    nan = by_params[("relu", 1e30)]
+    assert len(trials) == 8  # the grid's size caps n_trials
+    by_params = {tuple(t["params"].values()): t for t in trials}
+    assert by_params[("mlp", "relu", 1e-3)]["state"] == "COMPLETE"
+    nan = by_params[("mlp", "relu", 1e30)]
     assert nan["state"] == "FAIL"
     assert "loss became nan at epoch 0 — lower optimizer.lr" in nan["reason"]
     for lr in (1e-3, 1e30):
-        bogus = by_params[("bogus", lr)]
+        bogus = by_params[("mlp", "bogus", lr)]
         assert bogus["state"] == "FAIL"
         assert bogus["reason"] == (
             "unknown activation 'bogus' — use one of: relu, gelu, tanh, silu, leaky_relu"
         )
         results = json.loads((Path(bogus["run_dir"]) / "results.json").read_text())
         assert results["status"] == "failed" and results["reason"] == bogus["reason"]
-    assert "4 trials (1 complete, 3 fail)" in out.stdout
+        for act in ("relu", "bogus"):  # a group option that does not exist: no run at all
+            nope = by_params[("nope", act, lr)]
+            assert nope["state"] == "FAIL" and nope["run_dir"] is None
+            assert nope["reason"].startswith("unknown option 'nope' for model")
+    assert "8 trials (1 complete, 7 fail)" in out.stdout

@@ -28,6 +28,11 @@ class TrialPruning(PyTorchLightningPruningCallback):
             check_finite_loss(trainer)
         super().on_validation_end(trainer, pl_module)
 
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Under DDP the base class only stops training and notes the pruning in the
+        # (RDB) storage; every rank raises here. A no-op for single-process trials.
+        self.check_pruned()
+
 
 def check_finite_loss(trainer: pl.Trainer) -> None:
     for name in LOSSES:

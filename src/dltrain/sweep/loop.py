@@ -96,7 +96,15 @@ def run_trials(sweep: Sweep) -> None:
         if not batch:
             return
         overrides = [job_overrides(sweep, t) for t in batch]
-        returns = sweep.launcher.launch(overrides, initial_job_idx=batch[0].number)
+        try:
+            returns = sweep.launcher.launch(overrides, initial_job_idx=batch[0].number)
+        except Exception as ex:  # noqa: BLE001 - e.g. a sampled group option that does not exist
+            from dltrain.errors import describe
+
+            for trial in batch:
+                fail(sweep.study, trial, describe(ex)[1])
+                sweep.running.remove(trial)
+            continue
         for trial, ret in zip(batch, returns, strict=True):
             record(sweep.study, trial, ret)
             sweep.running.remove(trial)
