@@ -107,7 +107,7 @@ def test_non_finite_value_is_recorded_as_failed_with_reason() -> None:
 
 
 def test_digits_sweep_prunes_reports_and_continues(tmp_path: Path) -> None:
-    out = run_cli(["-m", "hparams_search=digits_optuna"], cwd=tmp_path, timeout=900)
+    out = run_cli(["-m", "hparams_search=digits_optuna"], cwd=tmp_path, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "study digits_optuna: val/acc_best" in out.stdout  # the leaderboard
     assert "10 trials (" in out.stdout and "best trial:" in out.stdout
