@@ -270,7 +270,7 @@ def test_rich_bar_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     reader.start()
     monkeypatch.setenv("COLUMNS", "160")
     terminal = os.fdopen(secondary, "w", buffering=1)
-    data = make_mnist(tmp_path / "data", n_train=400, n_test=20)
+    data = make_mnist(tmp_path / "data", n_train=160, n_test=10)
     overrides = [*TINY, "trainer.max_epochs=2", "logger=none", "data.batch_size=16"]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(
