@@ -26,8 +26,14 @@ def _series(rows: Sequence[Row], key: str) -> tuple[list[float], list[float]]:
 
 
 def _epoch_axis(ax) -> None:  # noqa: ANN001 - a matplotlib Axes
+    """Whole epochs on the x axis: each one when few (a single epoch too), else a few."""
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epochs = sorted({int(x) for line in ax.get_lines() for x in line.get_xdata()})
+    if 0 < len(epochs) <= 12:
+        ax.set_xticks(epochs)
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
 
 
@@ -45,7 +51,7 @@ def learning_curves(rows: Sequence[Row], path: Path, title: str = "Learning curv
         for stage in ("train", "val"):
             x, y = _series(rows, f"{stage}/{suffix}")
             if x:
-                ax.plot(x, y, marker="o", markersize=3, label=stage)
+                ax.plot(x, y, marker="o", markersize=4, label=stage)
         ax.set_title(name)
         ax.set_ylabel(ylabel)
         _epoch_axis(ax)
@@ -62,7 +68,7 @@ def learning_rate(rows: Sequence[Row], path: Path) -> Path:
     keys = sorted({k for r in rows for k in r if k.startswith("lr")})
     for key in keys:
         x, y = _series(rows, key)
-        ax.plot(x, y, marker="o", markersize=3, label=key)
+        ax.plot(x, y, marker="o", markersize=4, label=key)
     if keys and all(v > 0 for k in keys for v in _series(rows, k)[1]):
         ax.set_yscale("log")
     ax.set_title("Learning rate")
@@ -137,7 +143,7 @@ def compare_runs(
         for label, rows in runs.items():
             x, y = _series(rows, metric)
             if x:
-                ax.plot(x, y, marker="o", markersize=3, label=label)
+                ax.plot(x, y, marker="o", markersize=4, label=label)
         ax.set_title(f"{metric} per epoch")
         ax.set_ylabel(metric)
         _epoch_axis(ax)

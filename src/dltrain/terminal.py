@@ -100,7 +100,8 @@ STAGES = ("test", "val", "train")
 def summary(record: Mapping[str, Any], run_dir: Path, extra_places: Mapping[str, str]) -> Table:
     """Metrics (``val/acc`` is the last epoch's, ``val/acc_best`` the best), counts,
     timings and where everything was written."""
-    counts = f"{record.get('epochs', '?')} epochs, {record.get('steps', '?')} steps"
+    epochs = record.get("epochs", "?")
+    counts = f"{epochs} epoch{'' if epochs == 1 else 's'}, {record.get('steps', '?')} steps"
     if record.get("train_samples_per_s"):
         counts += f", {record['train_samples_per_s']:,.0f} train samples/s"
     table = Table(
