@@ -32,7 +32,8 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     files = find_images(cfg.inputs)
     if int(cfg.top_k) < 1:
         raise ConfigError(f"top_k={cfg.top_k} must be at least 1", "use e.g. top_k=3")
-    names = list(cfg.class_names) if cfg.class_names else None
+    # Names given here, else those of the training data (image folders), else indices.
+    names = list(cfg.class_names) if cfg.class_names else stats.get("classes") or None
     probs = predict(net, files, shape, stats, int(cfg.batch_size))
     records = top_k(files, probs, int(cfg.top_k), names)
     out = Path(cfg.paths.output_dir)

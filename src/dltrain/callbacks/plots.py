@@ -122,7 +122,7 @@ class RunPlots(Callback):
         matrix = self._confmat.compute()  # every rank takes part in the sync
         self._confmat = None
         if trainer.is_global_zero:
-            names = self.class_names or getattr(trainer.datamodule, "class_names", None)
+            names = self.class_names or getattr(trainer.datamodule, "classes", None)
             path = plotting.confusion_matrix(
                 matrix.cpu().numpy(), self.plot_dir / "confusion_matrix.png", names
             )

@@ -159,4 +159,5 @@ class Classifier(pl.LightningModule):
             checkpoint["dltrain_data"] = {
                 "mean": datamodule.mean.cpu().tolist(),
                 "std": datamodule.std.cpu().tolist(),
+                "classes": [str(c) for c in getattr(datamodule, "classes", None) or []],
             }
