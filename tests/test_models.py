@@ -54,7 +54,7 @@ def compose_train(overrides: list[str]):
 
 def compatible_pairs() -> list[tuple[str, str]]:
     takes = {m: model_kind(str(compose_train([f"model={m}"]).model._target_)) for m in MODELS}
-    gives = {d: data_kind(list(compose_train([f"data={d}"]).data.shape)) for d in DATA}
+    gives = {d: data_kind(list(compose_train([f"data={d}"]).data.get("shape", []))) for d in DATA}
     # Image and sequence data; other kinds of data are tested with their own models.
     known = ("images", "sequences")
     return [

@@ -22,6 +22,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for settings that cannot work on this machine or together."""
     check_hardware(cfg)
     check_model_takes_data(cfg)
+    check_modality(cfg)
 
 
 def check_hardware(cfg: DictConfig) -> None:
@@ -39,3 +40,39 @@ def check_hardware(cfg: DictConfig) -> None:
             "use trainer=cpu (or trainer=ddp_cpu for several processes), "
             "or run on a machine with an NVIDIA GPU and a CUDA build of torch",
         )
+
+
+def check_modality(cfg: DictConfig) -> None:
+    """Text data needs a text model (``takes = "text"``). Text data has no ``data.shape``,
+    so ``check_model_takes_data`` (which reads the shape) leaves it to this check; a text
+    model given tensor data is refused there."""
+    from hydra.utils import get_object
+
+    from dltrain.models.inputs import model_kind
+
+    data_target = cfg.data.get("_target_") if cfg.get("data") is not None else None
+    model_target = cfg.model.get("_target_") if cfg.get("model") is not None else None
+    if not data_target or not model_target:
+        return
+    try:
+        gives = str(getattr(get_object(str(data_target)), "gives", "tensors"))
+        takes = model_kind(str(model_target))
+    except Exception:  # noqa: BLE001 - a bad _target_ is reported when it is instantiated
+        return
+    if gives == "text" and takes != "text":
+        m, d = _choice(cfg, "model"), _choice(cfg, "data")
+        raise ConfigError(
+            f"model {m} reads tensors (images or arrays), but data {d} holds text",
+            "use a text model (model=textcnn or model=hf_classifier) for text data",
+        )
+
+
+def _choice(cfg: DictConfig, group: str) -> str:
+    """``model=textcnn`` as the user chose it, or the node's ``_target_`` outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get(group)
+        if choice:
+            return f"{group}={choice}"
+    return f"'{cfg[group].get('_target_')}'"

@@ -73,10 +73,14 @@ class TensorBatches:
         for b in range(start, len(self)):
             self._next_batch = b + 1
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield self.x[idx], self.y[idx]
+            yield self._take(idx)
         self._next_batch = 0
         if self.epoch_fn is None:
             self.epoch += 1
+
+    def _take(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """One batch from its sample indices (text batches pad here)."""
+        return self.x[idx], self.y[idx]
 
     # Lightning calls these for "stateful" loaders when saving/loading checkpoints.
     def state_dict(self) -> dict[str, int]:

@@ -7,6 +7,7 @@ rebuilt from the config stored next to the weights.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -131,6 +132,8 @@ class Classifier(pl.LightningModule):
         # A net may split its parameters into groups (e.g. a head with its own lr).
         groups = getattr(self.net, "param_groups", None)
         optimizer = self.optimizer_factory(params=groups() if groups else self.parameters())
+        for group in optimizer.param_groups:  # rates relative to optimizer.lr (lr_scale)
+            group["lr"] *= group.pop("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self._make_scheduler(optimizer)
@@ -142,7 +145,7 @@ class Classifier(pl.LightningModule):
     def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         factory = self.scheduler_factory
         target = getattr(factory, "func", factory)
-        if target is torch.optim.lr_scheduler.OneCycleLR:
+        if "total_steps" in inspect.signature(target).parameters:
             # The total length is only known once the trainer has seen the data.
             return factory(
                 optimizer=optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
