@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from dltrain.checkpoints import SafeCheckpointIO
 from dltrain.data.memory import InMemoryDataModule
 from dltrain.models.classifier import Classifier
 
@@ -81,6 +82,8 @@ def trainer(cfg: DictConfig, cbs: list[Callback], logs: list[Any], **overrides: 
         "logger": logs or False,
         "enable_progress_bar": has_bar,
         "enable_checkpointing": has_ckpt,
+        # Atomic saves and weights_only loads for every checkpoint (see checkpoints.py).
+        "plugins": [SafeCheckpointIO()],
     }
     kwargs.update(overrides)
     return instantiate(cfg.trainer, **kwargs)

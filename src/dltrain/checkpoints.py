@@ -1,14 +1,17 @@
-"""Loading checkpoints safely: tensors and plain values only, clear errors otherwise."""
+"""Checkpoints on disk: written atomically, loaded as plain tensors, clear errors otherwise."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from dltrain.errors import ConfigError, DataError
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)``: never unpickles arbitrary objects."""
     import pickle
     import zipfile
@@ -21,7 +24,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             "pass ckpt_path=<run dir>/checkpoints/<file>.ckpt of a finished or interrupted run",
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as ex:
         detail = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
         raise DataError(
@@ -29,3 +32,55 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"({detail[:160]})",
             "use another checkpoint (e.g. last.ckpt or the best one in the same folder)",
         ) from ex
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O with two guarantees it does not give by itself.
+
+    Saving writes a temp file in the checkpoint's own folder, fsyncs it and renames it
+    over the target: a kill at any moment leaves the previous checkpoint or the new one,
+    never half a file. (Lightning's own ``_atomic_save`` goes through an fsspec
+    transaction whose temp file lives in the system temp dir, so the final move can be a
+    copy across file systems, and nothing is fsynced.)
+
+    Loading always uses ``weights_only=True`` (also for ``trainer.fit(ckpt_path=...)``,
+    ``test`` and ``validate``), and a truncated or corrupt file becomes a ``DataError``.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        import torch
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return load_checkpoint(Path(path), map_location=map_location or "cpu")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -13,10 +13,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dltrain import build, terminal
+from dltrain import build, resume, terminal
 from dltrain.config import is_multirun, validate
 from dltrain.errors import ConfigError, find_user_error
 from dltrain.results import write_results
+from dltrain.signals import interruption
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -29,9 +30,14 @@ def run(cfg: DictConfig) -> float | None:
     try:
         record = fit_and_test(cfg)
     except BaseException as ex:
+        stopped = interruption(ex, run_dir)  # SIGTERM/SIGINT: checkpoint saved, resumable
         if _is_rank_zero():
             status, reason = _failure(ex)
+            if stopped:
+                status, reason = "interrupted", str(stopped)
             write_results(run_dir, status, reason=reason, wall_s=time.monotonic() - started)
+        if stopped:
+            raise stopped from ex
         raise
     record["wall_s"] = round(time.monotonic() - started, 3)
     if record.pop("is_global_zero"):
@@ -45,6 +51,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
     import torch
 
+    from dltrain.callbacks.nan_guard import NanGuard
+
     quiet_known_warnings()
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -57,6 +65,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     module = build.classifier(cfg)
     loggers = build.loggers(cfg)
     callbacks = build.callbacks(cfg, with_logger=bool(loggers))
+    callbacks += [*resume.callbacks(cfg), NanGuard(cfg.get("nan_policy", "stop"))]
     trainer = build.trainer(cfg, callbacks, loggers)
     for logger in loggers:
         logger.log_hyperparams(_flat_config(cfg))
@@ -65,7 +74,10 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     fit_s = 0.0
     if cfg.train:
         t0 = time.monotonic()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        ckpt_path = resume.checkpoint_to_resume(cfg)
+        if ckpt_path and trainer.is_global_zero:
+            print(f"resuming from {ckpt_path}", flush=True)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_s = time.monotonic() - t0
         metrics.update(_scalars(trainer.callback_metrics))
     if cfg.test:

@@ -58,6 +58,8 @@ class Classifier(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        # The best score is part of checkpoints: a resumed run keeps it.
+        self.val_acc_best.persistent(True)
         self.samples_seen = 0
 
     def forward(self, x: Tensor) -> Tensor:
@@ -69,14 +71,18 @@ class Classifier(pl.LightningModule):
         return F.cross_entropy(logits, y), logits, y
 
     # ---- train ------------------------------------------------------------------------
-    def on_train_start(self) -> None:
-        # Sanity-check validation must not count towards the best score.
-        self.val_acc_best.reset()
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._stored_sums = checkpoint.get("dltrain_train_sums")
 
     def on_train_epoch_start(self) -> None:
         # Training loss and accuracy as running sums on the device, read once per epoch.
         # Hand-written instead of torchmetrics objects: their per-step update (argument
         # checks, state bookkeeping) costs as much as a small net's whole step.
+        # A run resumed inside an epoch continues the sums stored in its checkpoint.
+        stored, self._stored_sums = getattr(self, "_stored_sums", None), None
+        if stored is not None and int(stored[2]) == self.trainer.current_epoch:
+            self._train_sums, self._train_count = stored[0].to(self.device), int(stored[1])
+            return
         self._train_sums = torch.zeros(2, device=self.device)
         self._train_count = 0
 
@@ -103,7 +109,8 @@ class Classifier(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
-        self.val_acc_best.update(acc)
+        if not self.trainer.sanity_checking:  # the sanity check must not count as best
+            self.val_acc_best.update(acc)
         self.log("val/loss", self.val_loss.compute(), prog_bar=True)
         self.log("val/acc", acc, prog_bar=True)
         self.log("val/acc_best", self.val_acc_best.compute())
@@ -155,6 +162,9 @@ class Classifier(pl.LightningModule):
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dltrain_config"] = self.run_config
+        if getattr(self, "_train_sums", None) is not None:  # the epoch's sums so far
+            epoch = self.trainer.current_epoch
+            checkpoint["dltrain_train_sums"] = [self._train_sums.cpu(), self._train_count, epoch]
         # Per-channel statistics of the [0, 1]-scaled training inputs: prediction needs
         # them, not the training data.
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None

@@ -1,0 +1,93 @@
+"""Stop (or skip the batch) when the training loss is NaN or infinite.
+
+``policy="stop"`` keeps the hot path free of host syncs: each step only ORs
+``~isfinite(loss)`` into a flag on the device; the flag is read every
+``check_every_n_steps`` steps, at each epoch end and before every checkpoint save.
+A save that would write non-finite weights is refused, so ``last.ckpt`` always holds
+the last good state. ``policy="skip"`` reads the loss each step (one sync) and drops
+the optimizer step of a bad batch (gradients set to ``None``: no update, no moment
+change).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+
+from dltrain.errors import ConfigError, RunError
+
+POLICIES = ("stop", "skip")
+
+
+class NanGuard(Callback):
+    def __init__(self, policy: str = "stop", check_every_n_steps: int = 50) -> None:
+        if policy not in POLICIES:
+            raise ConfigError(f"nan_policy={policy} is not known", "use stop or skip")
+        self.policy = policy
+        self.check_every_n_steps = max(1, int(check_every_n_steps))
+        self.skipped = 0
+        self._loss: Tensor | None = None
+        self._first_bad: Tensor | None = None  # global step of the first bad loss, -1: none
+
+    # ---- per step ------------------------------------------------------------------------
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor
+    ) -> None:
+        loss = loss.detach()
+        self._loss = loss
+        if self.policy == "stop":
+            if self._first_bad is None or self._first_bad.device != loss.device:
+                self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
+            bad = ~torch.isfinite(loss) & (self._first_bad < 0)
+            self._first_bad = torch.where(bad, trainer.global_step, self._first_bad)
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        if self.policy == "skip" and self._loss is not None and not torch.isfinite(self._loss):
+            optimizer.zero_grad(set_to_none=True)  # params without grads are not updated
+            self.skipped += 1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.policy == "stop" and trainer.global_step % self.check_every_n_steps == 0:
+            self._raise_if_bad(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._raise_if_bad(trainer)
+        if self.skipped:
+            pl_module.print(f"warning: skipped {self.skipped} batches with a NaN/inf loss")
+
+    # ---- before saving -------------------------------------------------------------------
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Raising here aborts the save: a checkpoint never holds NaN/inf weights."""
+        self._raise_if_bad(trainer)
+        params = [p.detach() for p in pl_module.parameters()]
+        if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+            raise RunError(
+                f"the weights became NaN/inf by step {trainer.global_step} "
+                f"(epoch {trainer.current_epoch}); the last good checkpoint was kept",
+                _HOW_TO_FIX,
+            )
+
+    def _raise_if_bad(self, trainer: pl.Trainer) -> None:
+        if self.policy != "stop" or self._first_bad is None:
+            return
+        step = int(self._first_bad)
+        if step >= 0:
+            raise RunError(
+                f"the training loss became NaN/inf at step {step} "
+                f"(epoch {trainer.current_epoch}); the last good checkpoint was kept",
+                _HOW_TO_FIX,
+            )
+
+
+_HOW_TO_FIX = (
+    "lower optimizer.lr, add trainer.gradient_clip_val=1.0, check the inputs, "
+    "or set nan_policy=skip to drop such batches"
+)
