@@ -68,9 +68,15 @@ def _run_task(task: Callable[[DictConfig], object], cfg: DictConfig) -> object:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
 def _train(cfg: DictConfig) -> float | None:
-    from dltrain.train import run
+    def task(cfg: DictConfig) -> float | None:
+        from dltrain.config import validate_run
 
-    return _run_task(run, cfg)
+        validate_run(cfg)  # a bad config is rejected before torch and Lightning load
+        from dltrain.train import run
+
+        return run(cfg)
+
+    return _run_task(task, cfg)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="eval", version_base="1.3")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from omegaconf import DictConfig
 
+from dltrain import schema
 from dltrain.errors import ConfigError
 from dltrain.models.inputs import check_model_takes_data
 
@@ -20,20 +24,49 @@ def is_multirun() -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for settings that cannot work on this machine or together."""
+    schema.check(cfg)  # types, ranges, keys, combinations: the config alone, no torch
     check_hardware(cfg)
     check_model_takes_data(cfg)
     check_modality(cfg)
 
 
+def validate_run(cfg: DictConfig) -> None:
+    """``validate``; a rejected config also leaves no run directory behind.
+
+    Hydra creates the run directory (``.hydra/`` and the log file) before the task
+    starts; when validation rejects the config, a directory holding nothing else is
+    removed, so a typo does not litter ``outputs/``.
+    """
+    try:
+        validate(cfg)
+    except ConfigError:
+        discard_unused_run_dir(cfg)
+        raise
+
+
+def discard_unused_run_dir(cfg: DictConfig) -> None:
+    try:
+        run_dir = Path(str(cfg.paths.output_dir))
+    except Exception:  # noqa: BLE001 - no Hydra run (e.g. in-process tests without a path)
+        return
+    if not run_dir.is_dir():
+        return
+    leftovers = [p for p in run_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"]
+    if not leftovers:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def check_hardware(cfg: DictConfig) -> None:
     """GPU profiles need CUDA; say so before anything starts."""
-    import torch
-
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
     strategy = cfg.trainer.get("strategy")
     strategy_name = strategy if isinstance(strategy, str) else str(strategy.get("_target_", ""))
     needs_gpu = accelerator in GPU_ACCELERATORS or "FSDP" in strategy_name
-    if needs_gpu and not torch.cuda.is_available():
+    if not needs_gpu:
+        return
+    import torch  # only now: CPU configs are checked without importing torch
+
+    if not torch.cuda.is_available():
         raise ConfigError(
             f"this trainer profile needs a CUDA GPU (trainer.accelerator={accelerator}), "
             "but torch sees none",

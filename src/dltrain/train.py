@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from dltrain import build, resume, terminal
-from dltrain.config import is_multirun, validate
+from dltrain.config import is_multirun, validate_run
 from dltrain.errors import ConfigError, find_user_error
 from dltrain.results import write_results
 from dltrain.signals import interruption
@@ -22,7 +22,7 @@ from dltrain.signals import interruption
 
 def run(cfg: DictConfig) -> float | None:
     """Train (and test) one configuration; write ``results.json`` even if it fails."""
-    validate(cfg)  # before any data is loaded or directory filled
+    validate_run(cfg)  # before any data is loaded or directory filled
     run_dir = Path(cfg.paths.output_dir)
     if _is_rank_zero():
         terminal.show_config(cfg, run_dir, echo=not is_multirun())
