@@ -17,6 +17,7 @@ from dltrain import build, resume, terminal
 from dltrain.config import is_multirun, validate_run
 from dltrain.errors import ConfigError, find_user_error
 from dltrain.results import write_results
+from dltrain.secrets import redact
 from dltrain.signals import interruption
 
 
@@ -151,7 +152,7 @@ def _flat_config(cfg: DictConfig) -> dict[str, Any]:
             )
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return out
+    return redact(out)  # no API keys from the environment in logged hyperparameters
 
 
 def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | None:

@@ -21,6 +21,7 @@ from dltrain.errors import DataError
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
+NUM_CLASSES = 10
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -58,6 +59,11 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(
             f"{path} holds {len(images)} images but {len(labels)} labels",
             "the file is truncated or corrupt; re-download CIFAR-10",
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise DataError(
+            f"{path} has labels in [{labels.min()}, {labels.max()}], outside CIFAR-10's 0..9",
+            "the file is corrupt or not CIFAR-10; re-download it",
         )
     return images, labels
 

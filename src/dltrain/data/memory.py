@@ -100,6 +100,12 @@ class InMemoryDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> TensorBatches:
         assert self.train_set is not None, "setup() first"
         rank, world = self._rank_world()
+        if len(self.train_set.y) < world:
+            raise ConfigError(
+                f"{world} processes but only {len(self.train_set.y)} training samples: "
+                "some processes would get no data",
+                "use fewer processes (trainer.devices x trainer.num_nodes), or more data",
+            )
         trainer = self.trainer
         return TensorBatches(
             self.train_set.x,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dltrain.data import idx
 from dltrain.data.files import check_files, load_torchvision
 from dltrain.data.memory import InMemoryDataModule, Split
 
@@ -32,7 +33,14 @@ class MNISTDataModule(InMemoryDataModule):
             load_torchvision(self.dataset, self.data_dir, train=False, download=True)
 
     def load(self) -> tuple[Split, Split]:
-        check_files(self.data_dir / self.dataset / "raw", RAW_FILES, self.dataset, self.data_dir)
+        raw = self.data_dir / self.dataset / "raw"
+        check_files(raw, RAW_FILES, self.dataset, self.data_dir)
+        for prefix in ("train", "t10k"):  # clear errors for damaged files
+            idx.check_pair(
+                raw / f"{prefix}-images-idx3-ubyte",
+                raw / f"{prefix}-labels-idx1-ubyte",
+                self.num_classes,
+            )
         splits = []
         for train in (True, False):
             ds = load_torchvision(self.dataset, self.data_dir, train=train, download=False)
