@@ -58,8 +58,8 @@ class NanGuard(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._raise_if_bad(trainer)
-        if self.skipped:
-            pl_module.print(f"warning: skipped {self.skipped} batches with a NaN/inf loss")
+        if self.skipped and trainer.is_global_zero:
+            print(f"warning: skipped {self.skipped} batches with a NaN/inf loss", flush=True)
 
     # ---- before saving -------------------------------------------------------------------
     def on_save_checkpoint(
