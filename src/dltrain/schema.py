@@ -36,11 +36,13 @@ def rule(
     le: float | None = None,
     choices: tuple[Any, ...] | None = None,
     each_ge: float | None = None,
+    min_len: int = 0,
     example: str | None = None,
 ) -> Any:
-    """A dataclass field carrying a value rule (``ge``: >=, ``gt``: >, ...)."""
+    """A dataclass field carrying a value rule (``ge``: >=, ``gt``: >, ``each_ge``: every
+    list item >=, ``min_len``: at least that many items)."""
     meta = {"ge": ge, "gt": gt, "lt": lt, "le": le, "choices": choices, "each_ge": each_ge}
-    meta["example"] = example
+    meta.update(min_len=min_len, example=example)
     return field(default=None, metadata=meta)
 
 
@@ -67,7 +69,7 @@ class Run:
 
 @dataclass
 class Data:
-    shape: list[int] = rule(each_ge=1, example="data.shape=[1,28,28]")
+    shape: list[int] = rule(each_ge=1, min_len=1, example="data.shape=[1,28,28]")
     num_classes: int = rule(ge=2, example="data.num_classes=10")
     batch_size: int = rule(ge=1, example="data.batch_size=64")
     eval_batch_size: int = rule(ge=1, example="data.eval_batch_size=512")
@@ -99,13 +101,13 @@ ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "leaky_relu")
 
 @dataclass
 class Model:
-    in_shape: list[int] = rule(each_ge=1)
+    in_shape: list[int] = rule(each_ge=1, min_len=1)
     num_classes: int = rule(ge=2)
 
 
 @dataclass
 class MLP(Model):
-    hidden: list[int] = rule(each_ge=1, example="model.hidden=[256,128]")
+    hidden: list[int] = rule(each_ge=1, example="model.hidden=[256,128] ([] for none)")
     activation: str = rule(choices=ACTIVATIONS)
     dropout: float = rule(ge=0.0, lt=1.0, example="model.dropout=0.1")
     batch_norm: bool = rule()
@@ -113,7 +115,7 @@ class MLP(Model):
 
 @dataclass
 class CNN(Model):
-    channels: list[int] = rule(each_ge=1, example="model.channels=[32,64]")
+    channels: list[int] = rule(each_ge=1, min_len=1, example="model.channels=[32,64]")
     convs_per_stage: int = rule(ge=1)
     kernel_size: int = rule(ge=1)
     activation: str = rule(choices=ACTIVATIONS)
@@ -337,12 +339,11 @@ def _check_value(path: str, value: Any, tp: Any, meta: Any) -> None:
             f"use one of: {', '.join(names)}",
         )
     numbers = [v for v in (value if isinstance(value, list) else [value]) if _is_number(v)]
+    if isinstance(value, list) and len(value) < meta.get("min_len", 0):
+        what = f"{path}={_show(value)} needs at least {meta['min_len']} item(s)"
+        raise ConfigError(what, _fix(path, example))
     each = meta.get("each_ge")
-    if each is not None:
-        if not isinstance(value, list) or not value:
-            raise ConfigError(
-                f"{path}={_show(value)} must be a non-empty list", _fix(path, example)
-            )
+    if each is not None and isinstance(value, list):
         for v in value:
             if v < each:
                 raise ConfigError(
@@ -502,7 +503,8 @@ def _type_name(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(t) for t in typing.get_args(tp))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+        plural = {int: "integers", float: "numbers", str: "strings"}
+        return f"a list of {plural.get(typing.get_args(tp)[0], 'values')}"
     names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
              dict: "a config node", type(None): "null"}  # fmt: skip
     return names.get(tp, getattr(tp, "__name__", str(tp)))

@@ -30,7 +30,7 @@ def read_header(path: Path, ndim: int) -> tuple[int, ...]:
     if len(head) < 4:
         raise DataError(f"{path} is too short to be an IDX file ({size} bytes)", _FIX)
     zero, kind, dims = struct.unpack(">HBB", head[:4])
-    expected = f"0x{UBYTE:02x}{ndim:02x}"
+    expected = f"{UBYTE:02x}{ndim:02x}"
     if zero != 0 or kind != UBYTE or dims != ndim:
         raise DataError(
             f"{path} has IDX magic 0x{head[:4].hex()}, expected 0x0000{expected} "
