@@ -8,6 +8,7 @@ and, for config errors, leave no run directory behind.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import struct
@@ -22,7 +23,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import BIN, ROOT, make_cifar10, make_mnist, run_cli
-from dltrain import errors
+from dltrain import errors, schema
 from dltrain.config import validate_run
 
 CONFIGS = ROOT / "configs"
@@ -375,3 +376,46 @@ def test_rejected_config_leaves_no_run_directory(tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigError):
         compose_and_prepare(["data.batch_size=0"], tmp_path)
     assert (run / "checkpoints").is_dir()
+
+
+@pytest.mark.parametrize("target", sorted(schema.BY_TARGET))
+def test_schemas_list_exactly_the_arguments_of_their_class(target: str) -> None:
+    """A schema that drifts from its class would reject valid keys or miss typos."""
+    import importlib
+    import inspect
+
+    module, _, name = target.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    params = [p for p in inspect.signature(cls).parameters if p not in ("self", "kwargs")]
+    fields = {f.name for f in dataclasses.fields(schema.BY_TARGET[target])}
+    if target.startswith("torch.optim.lr_scheduler"):
+        params.remove("optimizer")
+    elif target.startswith("torch.optim"):
+        params.remove("params")
+    elif target.startswith("dltrain.data"):  # **kwargs go to InMemoryDataModule
+        from dltrain.data.memory import InMemoryDataModule
+
+        params += list(inspect.signature(InMemoryDataModule).parameters)
+    assert fields == set(params) - {"kwargs"}
+
+
+def test_resume_auto_prefers_the_newest_checkpoint(tmp_path: Path) -> None:
+    """Lightning's SLURM requeue writes hpc_ckpt_N.ckpt into the run directory."""
+    from omegaconf import OmegaConf
+
+    from dltrain.resume import checkpoint_to_resume
+
+    cfg = OmegaConf.create(
+        {"ckpt_path": None, "resume": "auto", "paths": {"output_dir": str(tmp_path)}}
+    )
+    assert checkpoint_to_resume(cfg) is None
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"x")
+    assert checkpoint_to_resume(cfg) == str(last)
+    hpc = tmp_path / "hpc_ckpt_2.ckpt"
+    hpc.write_bytes(b"x")
+    os.utime(last, ns=(1, 1))
+    assert checkpoint_to_resume(cfg) == str(hpc)
+    cfg.resume = "never"
+    assert checkpoint_to_resume(cfg) is None
