@@ -218,7 +218,8 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> No
         bogus = by_params[("mlp", "bogus", lr)]
         assert bogus["state"] == "FAIL"
         assert bogus["reason"] == (
-            "unknown activation 'bogus' — use one of: relu, gelu, tanh, silu, leaky_relu"
+            "model.activation='bogus' is not one of the allowed values — "
+            "use one of: relu, gelu, tanh, silu, leaky_relu"
         )
         results = json.loads((Path(bogus["run_dir"]) / "results.json").read_text())
         assert results["status"] == "failed" and results["reason"] == bogus["reason"]

@@ -31,17 +31,33 @@ def validate(cfg: DictConfig) -> None:
 
 
 def validate_run(cfg: DictConfig) -> None:
-    """``validate``; a rejected config also leaves no run directory behind.
+    """``validate`` a training run; a rejected config leaves no run directory behind.
 
     Hydra creates the run directory (``.hydra/`` and the log file) before the task
     starts; when validation rejects the config, a directory holding nothing else is
-    removed, so a typo does not litter ``outputs/``.
+    removed, so a typo does not litter ``outputs/``. In a sweep the trial's directory
+    stays, with a ``results.json`` that says why it failed.
     """
     try:
         validate(cfg)
-    except ConfigError:
-        discard_unused_run_dir(cfg)
+        check_checkpoint(cfg)
+    except ConfigError as ex:
+        if is_multirun():  # a sweep keeps every trial's record, rejected ones too
+            from dltrain.results import write_results
+
+            write_results(Path(str(cfg.paths.output_dir)), "failed", reason=str(ex))
+        else:
+            discard_unused_run_dir(cfg)
         raise
+
+
+def check_checkpoint(cfg: DictConfig) -> None:
+    """``ckpt_path`` of a training run must exist (``dl-eval`` checks its own)."""
+    if cfg.get("ckpt_path") and not Path(str(cfg.ckpt_path)).is_file():
+        raise ConfigError(
+            f"checkpoint {cfg.ckpt_path} does not exist",
+            "pass ckpt_path=<run dir>/checkpoints/<file>.ckpt of a finished or interrupted run",
+        )
 
 
 def discard_unused_run_dir(cfg: DictConfig) -> None:

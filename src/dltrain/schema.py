@@ -18,7 +18,6 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Union
 
 from omegaconf import DictConfig, OmegaConf
@@ -391,11 +390,6 @@ def check_combinations(cfg: DictConfig) -> None:
         _check_model_fits_data(data, model)
     if isinstance(data, dict) and isinstance(trainer, dict):
         _check_processes_fit_data(data, trainer)
-    if cfg.get("ckpt_path") and not Path(str(cfg.ckpt_path)).is_file():
-        raise ConfigError(
-            f"checkpoint {cfg.ckpt_path} does not exist",
-            "pass ckpt_path=<run dir>/checkpoints/<file>.ckpt of a finished or interrupted run",
-        )
     monitor = str(cfg.get("monitor") or "")
     sched = _plain(cfg, "scheduler")
     inner = sched.get("scheduler") if isinstance(sched, dict) else None

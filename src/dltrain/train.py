@@ -115,6 +115,8 @@ def quiet_known_warnings() -> None:
 
     # We log per epoch on purpose, so small epochs are fine.
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    # A resumed run writes into its existing checkpoint folder on purpose.
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
     # Our batch loader is not a DataLoader: worker advice does not apply.
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     # A run without a validation split has an empty val loader on purpose.
