@@ -1,10 +1,11 @@
 """Keeping secrets from the environment out of what a run writes.
 
 Configs are stored unresolved (``.hydra/config.yaml``, checkpoints), so
-``${oc.env:WANDB_API_KEY}`` stays a reference there. The one place the resolved config
-leaves the process is the hyperparameters handed to loggers (``hparams.yaml``,
-TensorBoard, trackers): ``redact`` blanks values whose key looks secret, and any value
-that contains the value of a secret-looking environment variable.
+``${oc.env:WANDB_API_KEY}`` stays a reference there. Where the resolved config leaves the
+process (the hyperparameters handed to loggers: ``hparams.yaml``, TensorBoard, trackers;
+the config tree printed and saved in the run directory) ``redact``/``redact_tree`` blank
+values whose key looks secret, and any value that contains the value of a
+secret-looking environment variable.
 """
 
 from __future__ import annotations
@@ -36,3 +37,20 @@ def redact(flat: dict[str, Any]) -> dict[str, Any]:
         hidden = SECRET_NAME.search(key) or any(s in text for s in secrets)
         out[key] = REDACTED if hidden and value not in (None, "") else value
     return out
+
+
+def redact_tree(node: Any, secrets: list[str] | None = None) -> Any:
+    """``redact`` for nested dicts and lists (a resolved config as plain containers)."""
+    secrets = env_secrets() if secrets is None else secrets
+    if isinstance(node, dict):
+        return {
+            k: REDACTED
+            if SECRET_NAME.search(str(k)) and v not in (None, "") and not isinstance(v, dict)
+            else redact_tree(v, secrets)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [redact_tree(v, secrets) for v in node]
+    if isinstance(node, str) and any(s in node for s in secrets):
+        return REDACTED
+    return node

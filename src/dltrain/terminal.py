@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from dltrain.secrets import redact_tree
+
 TREE_FILE = "config_tree.txt"
 #: Leaves of the tree longer than this are cut (long paths, lists of tags).
 MAX_VALUE = 60
@@ -50,6 +52,7 @@ def config_tree(cfg: DictConfig, choices: Mapping[str, str] | None = None) -> Tr
         plain = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # noqa: BLE001 - an unresolvable value still shows, unresolved
         plain = OmegaConf.to_container(cfg, resolve=False)
+    plain = redact_tree(plain)  # no API keys from the environment on screen or on disk
     assert isinstance(plain, dict)
     choices = choices or {}
     tree = Tree("[bold]config[/] (nulls omitted; in full: .hydra/config.yaml)")
