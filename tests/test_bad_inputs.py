@@ -170,8 +170,10 @@ CASES = [
     Case("override-key-typo", ["optimizer.lrr=0.1"], 2,
          "error: unknown config key 'optimizer.lrr' (did you mean 'lr'?) — check the spelling "
          "with `dl-train --cfg job`, or add a new key with +optimizer.lrr=...", tags=(CLI,)),
-    Case("unknown-option", ["model=resnet"], 2,
-         "error: unknown option 'resnet' for model — choose one of: cnn, mlp", tags=(CLI,)),
+    Case("unknown-option", ["trainer=tpu"], 2,
+         "error: unknown option 'tpu' for trainer (did you mean 'gpu'?) — choose one of: bf16, "
+         "cpu, ddp, ddp_cpu, "
+         "fsdp, gpu", tags=(CLI,)),
     Case("unknown-option-typo", ["optimizer=adamm"], 2,
          "error: unknown option 'adamm' for optimizer (did you mean 'adam'?) — "
          "choose one of: adam, adamw, sgd"),
@@ -204,8 +206,8 @@ CASES = [
          "cannot adapt to it — drop the model.in_shape override (it follows data.shape), or "
          "pick data whose shape the model was built for", tags=(CLI,)),
     Case("cnn-flat-data", ["model=cnn", "data=synthetic", "data.shape=[64]"], 2,
-         "error: model=cnn needs images shaped [channels, height, width], but "
-         "data.shape=[64] — use model=mlp for flat inputs, or set data.shape to three numbers"),
+         "error: model=cnn takes images (C,H,W) but data=synthetic gives rank-1 inputs  — "
+         "use model=mlp"),
     Case("more-processes-than-samples",
          ["trainer=ddp_cpu", "trainer.devices=600", "data=synthetic", "data.num_train=500"], 2,
          "error: 600 processes (trainer.devices x trainer.num_nodes) but only 450 training "

@@ -76,6 +76,7 @@ class Data:
     seed: int | None = rule()
     mean: float | list[float] | None = rule()
     std: float | list[float] | None = rule(gt=0.0)
+    augment: Any = rule()
 
 
 @dataclass
@@ -421,12 +422,6 @@ def _check_model_fits_data(data: dict[str, Any], model: dict[str, Any]) -> None:
             f"data.num_classes={data.get('num_classes')}",
             "drop the model.num_classes override (it follows data.num_classes)",
         )
-    if model.get("_target_") == "dltrain.models.cnn.CNN" and shape is not None and len(shape) != 3:
-        raise ConfigError(
-            "model=cnn needs images shaped [channels, height, width], "
-            f"but data.shape={_show(shape)}",
-            "use model=mlp for flat inputs, or set data.shape to three numbers",
-        )
 
 
 def _check_processes_fit_data(data: dict[str, Any], trainer: dict[str, Any]) -> None:
@@ -457,11 +452,30 @@ def _has_validation(data: Any, trainer: Any) -> bool:
 
 
 def _plain(cfg: DictConfig, key: str) -> Any:
-    """A config group as plain, resolved Python values."""
+    """A config group as plain, resolved Python values. Values that cannot be resolved
+    here (``${hydra:...}`` outside a Hydra run) are left out, not checked."""
     node = cfg.get(key)
-    if OmegaConf.is_config(node):
+    if not OmegaConf.is_config(node):
+        return node
+    try:
         return OmegaConf.to_container(node, resolve=True)
-    return node
+    except Exception:  # noqa: BLE001 - fall back to the keys that do resolve
+        return _resolvable(node)
+
+
+def _resolvable(node: Any) -> Any:
+    if not OmegaConf.is_dict(node):
+        try:
+            return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        except Exception:  # noqa: BLE001
+            return None
+    out: dict[str, Any] = {}
+    for k in node.keys():
+        try:
+            out[str(k)] = _resolvable(node[k])
+        except Exception:  # noqa: BLE001
+            continue
+    return out
 
 
 def _is_number(v: Any) -> bool:
