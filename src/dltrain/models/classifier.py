@@ -72,17 +72,16 @@ class Classifier(pl.LightningModule):
 
     # ---- train ------------------------------------------------------------------------
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._stored_sums = checkpoint.get("dltrain_train_sums")
+        # Lightning skips on_train_epoch_start when it resumes inside an epoch: continue
+        # that epoch's sums (an epoch-end checkpoint's are reset at the next epoch start).
+        stored = checkpoint.get("dltrain_train_sums")
+        if stored is not None:
+            self._train_sums, self._train_count = stored[0].to(self.device), int(stored[1])
 
     def on_train_epoch_start(self) -> None:
         # Training loss and accuracy as running sums on the device, read once per epoch.
         # Hand-written instead of torchmetrics objects: their per-step update (argument
         # checks, state bookkeeping) costs as much as a small net's whole step.
-        # A run resumed inside an epoch continues the sums stored in its checkpoint.
-        stored, self._stored_sums = getattr(self, "_stored_sums", None), None
-        if stored is not None and int(stored[2]) == self.trainer.current_epoch:
-            self._train_sums, self._train_count = stored[0].to(self.device), int(stored[1])
-            return
         self._train_sums = torch.zeros(2, device=self.device)
         self._train_count = 0
 
@@ -163,8 +162,7 @@ class Classifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dltrain_config"] = self.run_config
         if getattr(self, "_train_sums", None) is not None:  # the epoch's sums so far
-            epoch = self.trainer.current_epoch
-            checkpoint["dltrain_train_sums"] = [self._train_sums.cpu(), self._train_count, epoch]
+            checkpoint["dltrain_train_sums"] = [self._train_sums.cpu(), self._train_count]
         # Per-channel statistics of the [0, 1]-scaled training inputs: prediction needs
         # them, not the training data.
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
