@@ -24,6 +24,11 @@ def is_multirun() -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for settings that cannot work on this machine or together."""
+    data = cfg.get("data")
+    if data is not None and "tokenizer" in data and "shape" in data:
+        # A text model brings data.tokenizer; on tensor data the schema would call that
+        # key unknown, while the real mistake is the model/data pair: report that first.
+        check_model_takes_data(cfg)
     schema.check(cfg)  # types, ranges, keys, combinations: the config alone, no torch
     check_hardware(cfg)
     check_model_takes_data(cfg)
