@@ -128,7 +128,7 @@ def _free_port() -> int:
 
 def test_two_nodes_with_torchrun_on_loopback(tmp_path: Path) -> None:
     port = _free_port()
-    procs = []
+    procs, logs = [], []
     for node in range(2):
         cmd = [
             sys.executable,
@@ -146,12 +146,18 @@ def test_two_nodes_with_torchrun_on_loopback(tmp_path: Path) -> None:
             f"hydra.run.dir={tmp_path}/node{node}",
             *SMALL,
         ]
+        # Output to files, not pipes: waiting on one node while the other fills its pipe
+        # would deadlock both (they wait for each other in collectives).
+        log = open(tmp_path / f"node{node}.log", "w")  # noqa: SIM115 - closed below
         procs.append(
-            subprocess.Popen(
-                cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
+            subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True)
         )
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+        logs.append(log)
+    for p in procs:
+        p.wait(timeout=300)
+    for log in logs:
+        log.close()
+    outputs = [(tmp_path / f"node{n}.log").read_text()[-3000:] for n in range(2)]
     assert [p.returncode for p in procs] == [0, 0], outputs
     results = json.loads((tmp_path / "node0" / "results.json").read_text())
     assert results["status"] == "completed" and results["world_size"] == 2
