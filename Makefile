@@ -23,7 +23,7 @@ train: $(STAMP) ## run the default experiment (digits, offline) and print test a
 	$(BIN)/dl-train
 
 test: $(STAMP) ## run the test suite
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check src tests scripts
