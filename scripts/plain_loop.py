@@ -3,13 +3,15 @@
 Composes the experiment's config with Hydra and builds the same net and optimizer from
 it (the nets are plain ``nn.Module``s), then trains on the same batches as ``dl-train``:
 MNIST as ``uint8`` tensors in memory, one seeded permutation per epoch, a batch is an
-index, normalised as one tensor op. No Lightning, no logging, no checkpoints.
-``scripts/bench.py`` compares its training time with dl-train's ``fit_s``.
+index, normalised as one tensor op. No Lightning, no logging, no checkpoints; the same
+process settings (threads, malloc thresholds: ``tune_malloc=false`` for glibc's own).
+``scripts/bench.py`` compares its training time with dl-train's ``train_s``.
 
     python scripts/plain_loop.py experiment=mnist_speed paths.data_dir=../shared/datasets
 
 Prints one JSON line: accuracy (test, or val when ``data.val_fraction`` > 0), fit
-seconds (data load + training, as dl-train's ``fit_s``), samples per second.
+seconds (data load + training, as dl-train's ``fit_s``), seconds inside the training
+epochs (as dl-train's ``train_s``), samples per second.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchvision import datasets
+
+from dltrain.allocator import tune_malloc
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -60,6 +64,8 @@ def main(overrides: list[str]) -> None:
     torch.manual_seed(cfg.seed)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
+    if cfg.get("tune_malloc", True):  # the same process settings as dl-train's
+        tune_malloc()
 
     started = time.monotonic()
     x, y, x_eval, y_eval = load(cfg)
@@ -81,7 +87,9 @@ def main(overrides: list[str]) -> None:
             factory = partial(factory, total_steps=epochs * steps_per_epoch)
         scheduler = factory(optimizer=optimizer)
 
+    train_s = 0.0  # inside the epochs only, as dl-train's train_s
     for epoch in range(epochs):
+        epoch_started = time.monotonic()
         net.train()
         # The same order as dl-train's batches (TensorBatches): seeded per epoch.
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -95,12 +103,17 @@ def main(overrides: list[str]) -> None:
                 scheduler.step()
         if scheduler is not None and not per_step:
             scheduler.step()
+        train_s += time.monotonic() - epoch_started
     fit_s = time.monotonic() - started
 
     acc = accuracy(net, x_eval, y_eval, norm)
     key = "val_acc" if float(cfg.data.val_fraction) > 0 else "test_acc"
     samples = epochs * len(y)
-    print(json.dumps({key: acc, "fit_s": fit_s, "train_samples_per_s": samples / fit_s}))
+    print(
+        json.dumps(
+            {key: acc, "fit_s": fit_s, "train_s": train_s, "train_samples_per_s": samples / fit_s}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from conftest import ROOT, make_mnist
 
 WORKLOADS = {
     "seed_loop",
+    "seed_plain",
     "seed_mlp",
     "plain_loop",
     "mnist_speed",
@@ -38,7 +39,7 @@ def test_bench_smoke_writes_medians_and_ratios(tmp_path: Path) -> None:
         (run,) = work["runs"]
         assert run["wall_s"] > 0 and run["cpu_s"] > 0 and run["rss_mb"] > 0, name
         assert work["median"]["wall_s"] == run["wall_s"]
-    trained = ("seed_loop", "seed_mlp", "plain_loop", "mnist_speed", "debug_fast")
+    trained = ("seed_loop", "seed_plain", "seed_mlp", "plain_loop", "mnist_speed", "debug_fast")
     for name in trained:  # each training workload reports what it learned and how fast
         run = report["workloads"][name]["runs"][0]
         assert 0.0 <= run["acc"] <= 1.0 and run["fit_s"] > 0, name
@@ -49,9 +50,11 @@ def test_bench_smoke_writes_medians_and_ratios(tmp_path: Path) -> None:
     assert seed["ours"] == medians["seed_mlp"]["wall_s"]
     assert seed["ratio"] == round(seed["ours"] / seed["baseline"], 3)
     assert isinstance(seed["met"], bool)
-    step = rows["speed recipe fit s: plain_loop | mnist_speed"]
-    assert step["baseline"] == medians["plain_loop"]["fit_s"]
-    assert step["ours"] == medians["mnist_speed"]["fit_s"]
+    step = rows["speed recipe train s: plain_loop | mnist_speed"]
+    assert step["baseline"] == medians["plain_loop"]["train_s"]
+    assert step["ours"] == medians["mnist_speed"]["train_s"]
+    assert 0 < step["ours"] <= medians["mnist_speed"]["fit_s"]
+    assert 0 < step["baseline"] <= medians["plain_loop"]["fit_s"]
     assert rows["dl-train --help wall s"]["ours"] == medians["help"]["wall_s"]
     rss = rows["peak RSS MB: import_lightning | debug_fast"]
     assert rss["baseline"] == medians["import_lightning"]["rss_mb"]

@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from dltrain import build, resume, terminal
+from dltrain.allocator import tune_malloc
 from dltrain.config import is_multirun, validate_run
 from dltrain.errors import ConfigError, find_user_error
 from dltrain.results import write_results
@@ -59,6 +60,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
+    if cfg.get("tune_malloc", True):
+        tune_malloc()
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
@@ -92,6 +95,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "fit_s": round(fit_s, 3),
+        "train_s": round(module.train_seconds, 3),
         "train_samples_per_s": round(samples / fit_s, 1) if fit_s > 0 else None,
         "best_checkpoint": _best_checkpoint(trainer),
         "seed": cfg.seed,

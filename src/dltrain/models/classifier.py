@@ -8,6 +8,7 @@ rebuilt from the config stored next to the weights.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,10 @@ class Classifier(pl.LightningModule):
         # The best score is part of checkpoints: a resumed run keeps it.
         self.val_acc_best.persistent(True)
         self.samples_seen = 0
+        # Seconds inside training epochs (steps and per-step hooks; no setup, validation
+        # or checkpoint writes): results.json's train_s, the per-step cost benchmarks use.
+        self.train_seconds = 0.0
+        self._epoch_started: float | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -77,6 +82,7 @@ class Classifier(pl.LightningModule):
         stored = checkpoint.get("dltrain_train_sums")
         if stored is not None:
             self._train_sums, self._train_count = stored[0].to(self.device), int(stored[1])
+            self._epoch_started = time.monotonic()
 
     def on_train_epoch_start(self) -> None:
         # Training loss and accuracy as running sums on the device, read once per epoch.
@@ -84,6 +90,7 @@ class Classifier(pl.LightningModule):
         # checks, state bookkeeping) costs as much as a small net's whole step.
         self._train_sums = torch.zeros(2, device=self.device)
         self._train_count = 0
+        self._epoch_started = time.monotonic()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, logits, y = self._step(batch)
@@ -95,12 +102,23 @@ class Classifier(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
+        if self._epoch_started is not None:
+            self.train_seconds += time.monotonic() - self._epoch_started
+            self._epoch_started = None
         loss_sum, correct = self._train_sums / max(self._train_count, 1)
         # Equal shards on every rank, so the mean over ranks is the global value.
         self.log("train/loss", loss_sum, sync_dist=True)
         self.log("train/acc", correct, sync_dist=True)
 
     # ---- validate ------------------------------------------------------------------------
+    def on_validation_start(self) -> None:
+        self._val_started = time.monotonic()
+
+    def on_validation_end(self) -> None:
+        # Validation inside a training epoch does not count toward train_seconds.
+        if self._epoch_started is not None:
+            self._epoch_started += time.monotonic() - self._val_started
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
         self.val_loss.update(loss, weight=len(y))
