@@ -2,7 +2,8 @@
 
 Every workload is a whole process, run the way a user runs it; the repeats are
 interleaved (one round runs each workload once) so that load on the machine hits
-baselines and dl-train alike. Prints a table of medians and ratios, writes bench.json.
+baselines and dl-train alike; round r trains every workload with seed 42 + r. Prints a
+table of medians and ratios, writes bench.json.
 
     python scripts/bench.py --data-dir ../shared/datasets            # make bench
     python scripts/bench.py --data-dir <tiny MNIST> --smoke          # seconds, for CI
@@ -111,6 +112,15 @@ class Workload:
     result: str = "none"  # none | json_line | results_json
     runs: list[dict[str, Any]] = field(default_factory=list)
 
+    def command(self, seed: int) -> list[str]:
+        """The argv of one round. Training workloads take the round's seed (42, 43, ...):
+        one seed's accuracy is a draw, the median over rounds a measurement."""
+        if self.result == "none":
+            return self.argv
+        if self.name == "seed_loop":
+            return [*self.argv, "--seed", str(seed)]
+        return [*self.argv, f"seed={seed}"]
+
 
 def workloads(data_dir: str, log_dir: str, smoke: bool) -> list[Workload]:
     dl_train = str(BIN / "dl-train")
@@ -145,13 +155,14 @@ def workloads(data_dir: str, log_dir: str, smoke: bool) -> list[Workload]:
     ]
 
 
-def run_once(work: Workload, log_dir: Path) -> dict[str, Any]:
+def run_once(work: Workload, log_dir: Path, seed: int) -> dict[str, Any]:
     """Run the process once: wall time, peak RSS (its own, from wait4) and its results."""
     for old in log_dir.glob("*/runs/*/results.json"):
         old.unlink()  # so that the results read below are this run's
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(work.argv, cwd=ROOT, stdout=out, stderr=err, text=True)
+        argv = work.command(seed)
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=err, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
@@ -159,7 +170,7 @@ def run_once(work: Workload, log_dir: Path) -> dict[str, Any]:
         err.seek(0)
         stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        sys.exit(f"{work.name} failed ({proc.returncode}): {' '.join(work.argv)}\n{stderr}")
+        sys.exit(f"{work.name} failed ({proc.returncode}): {' '.join(argv)}\n{stderr}")
     run: dict[str, Any] = {
         "wall_s": round(wall, 3),
         # CPU seconds too: on a busy machine they say more than wall time does.
@@ -233,7 +244,7 @@ def main() -> None:
         works = {w.name: w for w in workloads(data_dir, str(log_dir), args.smoke)}
         for round_no in range(repeats):
             for work in works.values():
-                run = run_once(work, log_dir)
+                run = run_once(work, log_dir, seed=42 + round_no)
                 work.runs.append(run)
                 print(
                     f"round {round_no + 1}/{repeats} {work.name:16} {json.dumps(run)}", flush=True

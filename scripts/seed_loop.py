@@ -22,9 +22,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/datasets")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--limit-batches", type=int, default=0, help="0: all (smoke runs: few)")
     args = parser.parse_args()
-    torch.manual_seed(42)
+    torch.manual_seed(args.seed)
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     train_set = datasets.MNIST(args.data_dir, train=True, download=False, transform=transform)
