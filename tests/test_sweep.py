@@ -228,3 +228,41 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> No
             assert nope["state"] == "FAIL" and nope["run_dir"] is None
             assert nope["reason"].startswith("unknown option 'nope' for model")
     assert "8 trials (1 complete, 7 fail)" in out.stdout
+
+
+def test_a_killed_sweep_leaves_no_trial_counted_as_running(tmp_path: Path) -> None:
+    """SIGKILL mid-trial: the rerun records that trial as interrupted (not counted) and
+    still completes the requested total."""
+    args = [
+        "-m",
+        "hparams_search=digits_optuna",
+        "hydra.sweeper.study_name=killed",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.pruner=none",
+        "test=false",
+    ]
+    first = subprocess.Popen(
+        [str(BIN / "dl-train"), *args, "trainer.max_epochs=100000"],  # runs until killed
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert first.stdout is not None
+    for line in first.stdout:  # the trial is asked for (RUNNING) before it is launched
+        if "#0 :" in line:
+            break
+    first.kill()
+    first.wait(timeout=60)
+
+    out = run_cli([*args, "trainer.max_epochs=1"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (
+        "trial 0 was left running by a sweep process that no longer exists: "
+        "recorded as interrupted, it does not count toward n_trials"
+    ) in out.stdout
+    assert "0 of 2 trials done" in out.stdout
+    trials = summary_of(tmp_path, "killed")["trials"]
+    states = {t["number"]: (t["state"], t["reason"]) for t in trials}
+    assert states[0] == ("FAIL", "interrupted")
+    assert [states[n][0] for n in (1, 2)] == ["COMPLETE", "COMPLETE"]

@@ -12,14 +12,17 @@ which trial it was.
 
 ``n_trials`` is the total for the study, shared by every process working on it: trials
 that ended (complete, pruned, failed) or are running count; trials interrupted by Ctrl-C
-do not (they run again on the next start). A process asks for a trial and then checks
-its place: if ``n_trials`` trials come before it, it hands the trial back (WAITING, for a
-later, larger run) and stops, so two processes never overshoot the total.
+or left running by a killed sweep process do not (the next start runs new ones). A
+process asks for a trial and then checks its place: if ``n_trials`` trials come before
+it, it hands the trial back (WAITING, for a later, larger run) and stops, so two
+processes never overshoot the total.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +31,8 @@ from dltrain.sweep import space as sp
 
 INTERRUPTED = "interrupted"
 REASON_ATTR = "fail_reason"
+#: "<host>:<pid>" of the sweep process that asked for a trial (see ``recover_orphans``).
+OWNER_ATTR = "owner"
 
 
 @dataclass
@@ -65,12 +70,43 @@ def ask_within_total(sweep: Sweep) -> Any | None:
     if counted(sweep.study) >= sweep.n_trials:
         return None
     trial = sweep.study.ask()
+    trial.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
     before = [t for t in sweep.study.get_trials(deepcopy=False) if t.number < trial.number]
     if sum(counts_toward_total(t) for t in before) >= sweep.n_trials:
         # Another process took the last place between our count and our ask.
         sweep.study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
         return None
     return trial
+
+
+def recover_orphans(study: Any) -> list[int]:
+    """RUNNING trials whose sweep process on this machine no longer exists (killed with
+    SIGKILL, out of memory, a reboot) end as FAIL "interrupted", like a Ctrl-C: they stop
+    counting toward ``n_trials`` and the next start runs new trials in their place.
+    Optuna keeps such trials RUNNING for ever with file storage (its heartbeat exists for
+    RDB storage only), so this is done here. Trials owned by other machines are left
+    alone: whether their process lives cannot be told from here."""
+    from optuna.trial import TrialState
+
+    host, recovered = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner_host, _, pid = str(trial.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, INTERRUPTED)
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        recovered.append(trial.number)
+    return recovered
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def job_overrides(sweep: Sweep, trial: Any) -> list[str]:

@@ -32,6 +32,12 @@ def run_sweep(sweeper: Any, arguments: list[str]) -> dict[str, Any]:
         str(settings["direction"]),
         load_if_exists=bool(settings["load_if_exists"]),
     )
+    for number in loop.recover_orphans(study):
+        print(
+            f"trial {number} was left running by a sweep process that no longer exists: "
+            "recorded as interrupted, it does not count toward n_trials",
+            flush=True,
+        )
     study.sampler = st.make_sampler(st.continued_seed(settings.get("sampler"), study), dims)
     study.set_user_attr(st.PRUNER_ATTR, st.pruner_spec(settings.get("pruner")))
     sweep = loop.Sweep(
