@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -266,3 +267,38 @@ def test_a_killed_sweep_leaves_no_trial_counted_as_running(tmp_path: Path) -> No
     states = {t["number"]: (t["state"], t["reason"]) for t in trials}
     assert states[0] == ("FAIL", "interrupted")
     assert [states[n][0] for n in (1, 2)] == ["COMPLETE", "COMPLETE"]
+
+
+def test_sigterm_stops_the_sweep_and_the_same_command_continues(tmp_path: Path) -> None:
+    args = [
+        "-m",
+        "hparams_search=digits_optuna",
+        "hydra.sweeper.study_name=termed",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.pruner=none",
+        "test=false",
+    ]
+    first = subprocess.Popen(
+        [str(BIN / "dl-train"), *args, "trainer.max_epochs=100000"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert first.stdout is not None
+    for line in first.stdout:
+        if line.startswith("epoch 1:"):  # trial 0 is training
+            break
+    first.send_signal(signal.SIGTERM)
+    rest, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err
+    assert "error: interrupted — rerun the same command to resume" in err
+    trials = summary_of(tmp_path, "termed")["trials"]
+    assert [(t["number"], t["state"], t["reason"]) for t in trials] == [(0, "FAIL", "interrupted")]
+    assert (Path(trials[0]["run_dir"]) / "checkpoints" / "last.ckpt").is_file()
+
+    out = run_cli([*args, "trainer.max_epochs=1"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "0 of 2 trials done" in out.stdout
+    states = [t["state"] for t in summary_of(tmp_path, "termed")["trials"]]
+    assert states == ["FAIL", "COMPLETE", "COMPLETE"]

@@ -20,6 +20,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from dltrain.errors import UserError
 
+#: StopOnSignal callbacks whose training runs in this process right now.
+_ACTIVE: set[int] = set()
+
+
+def training_in_progress() -> bool:
+    """Whether a run in this process handles SIGTERM itself (a sweep then lets it save
+    its checkpoint and stop first)."""
+    return bool(_ACTIVE)
+
 
 class Interrupted(UserError):
     """The run was stopped by a signal after saving a checkpoint; exit 128 + signal."""
@@ -45,6 +54,7 @@ class StopOnSignal(Callback):
         self._old_int = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        _ACTIVE.add(id(self))
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
@@ -73,6 +83,7 @@ class StopOnSignal(Callback):
         exception.saved = self.saved  # type: ignore[attr-defined]
 
     def _restore(self) -> None:
+        _ACTIVE.discard(id(self))
         if self._old_int is not None:
             signal.signal(signal.SIGINT, self._old_int)
             self._old_int = None

@@ -165,11 +165,21 @@ def record(study: Any, trial: Any, ret: Any) -> None:
         fail(study, trial, f"the optimized metric is {value}, not a finite number")
         return
     error = ret._return_value  # the exception; ret.return_value would re-raise it
+    if _stopped_by_signal(error):
+        # SIGTERM/SIGINT reached the trial (which saved its checkpoint): stop the whole
+        # sweep as Ctrl-C does; the caller records the running trials as interrupted.
+        raise KeyboardInterrupt
     if isinstance(error, optuna.TrialPruned):
         tell(study, trial, state=TrialState.PRUNED)
         print(f"trial {trial.number}: pruned ({error})", flush=True)
         return
     fail(study, trial, describe(error)[1])
+
+
+def _stopped_by_signal(error: BaseException | None) -> bool:
+    from dltrain.signals import Interrupted
+
+    return isinstance(error, (Interrupted, KeyboardInterrupt))
 
 
 def fail(study: Any, trial: Any, reason: str) -> None:

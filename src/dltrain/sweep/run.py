@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -54,15 +56,28 @@ def run_sweep(sweeper: Any, arguments: list[str]) -> dict[str, Any]:
         f"trials done, {len(dims)} searched parameters",
         flush=True,
     )
+    previous = signal.signal(signal.SIGTERM, _stop_sweep)
     try:
         loop.run_trials(sweep)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
         loop.interrupt(study, sweep.running)
         report.write_report(study, sweep_dir, fixed, str(cfg.get("optimized_metric")))
         raise KeyboardInterrupt from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     summary = report.write_report(study, sweep_dir, fixed, str(cfg.get("optimized_metric")))
     report.print_leaderboard(summary, sweep_dir)
     return summary
+
+
+def _stop_sweep(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a scheduler's stop, ``kill``) stops a sweep like Ctrl-C. During a trial
+    the run's own handler stops it at the next batch with its checkpoint saved; the loop
+    then stops the sweep (``loop.record``)."""
+    from dltrain.signals import training_in_progress
+
+    if not training_in_progress():
+        raise KeyboardInterrupt
 
 
 def split_arguments(
