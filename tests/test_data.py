@@ -69,6 +69,26 @@ def test_cifar10_reads_pickles(tmp_path: Path) -> None:
     assert dm.mean.shape == (3,)
 
 
+def test_normalize_is_per_channel_standardisation_and_copies(tmp_path: Path) -> None:
+    root = make_cifar10(tmp_path)
+    dm = CIFAR10DataModule(data_dir=str(root), shape=[3, 32, 32], num_classes=10, val_fraction=0.2)
+    dm.setup()
+    x = dm.train_set.x[:8]
+    expected = (x.double() / 255 - dm.mean.double().view(1, 3, 1, 1)) / dm.std.double().view(
+        1, 3, 1, 1
+    )
+    assert torch.allclose(dm.normalize(x).double(), expected, atol=1e-5)
+    # Float inputs (stored already scaled) are copied, never changed in place.
+    dm.scale = 1.0
+    stored = x.float() / 255
+    before = stored.clone()
+    assert torch.allclose(dm.normalize(stored).double(), expected, atol=1e-5)
+    assert torch.equal(stored, before)
+    # New statistics take effect (the cached factors follow the tensors).
+    dm.mean, dm.std = torch.zeros(3), torch.ones(3)
+    assert torch.equal(dm.normalize(stored), stored)
+
+
 def test_digits_has_fixed_test_split() -> None:
     a = DigitsDataModule(shape=[1, 8, 8], num_classes=10, seed=1)
     b = DigitsDataModule(shape=[1, 8, 8], num_classes=10, seed=2)

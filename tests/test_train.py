@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -164,3 +165,22 @@ def test_two_nodes_with_torchrun_on_loopback(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "node0" / "results.json").read_text())
     assert results["status"] == "completed" and results["world_size"] == 2
     assert not (tmp_path / "node1" / "results.json").exists()  # rank 0 writes the record
+
+
+def test_a_cpu_run_hides_gpus_for_its_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from omegaconf import OmegaConf
+
+    from dltrain.train import gpus_hidden_on_cpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    cpu = OmegaConf.create({"trainer": {"accelerator": "cpu"}})
+    with gpus_hidden_on_cpu(cpu):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+        assert torch.cuda.is_available() is False
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with gpus_hidden_on_cpu(OmegaConf.create({"trainer": {"accelerator": "gpu"}})):
+        assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    with gpus_hidden_on_cpu(cpu):
+        pass
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ

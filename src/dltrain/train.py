@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ def run(cfg: DictConfig) -> float | None:
         terminal.show_config(cfg, run_dir, echo=not is_multirun())
     started = time.monotonic()
     try:
-        record = fit_and_test(cfg)
+        with gpus_hidden_on_cpu(cfg):
+            record = fit_and_test(cfg)
     except BaseException as ex:
         stopped = interruption(ex, run_dir)  # SIGTERM/SIGINT: checkpoint saved, resumable
         if _is_rank_zero():
@@ -58,10 +61,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     quiet_known_warnings()
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
-    if cfg.get("tune_malloc", True):
-        tune_malloc()
+    process_settings(cfg)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
@@ -102,6 +102,36 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         "world_size": trainer.world_size,
         "is_global_zero": trainer.is_global_zero,
     }
+
+
+@contextmanager
+def gpus_hidden_on_cpu(cfg: DictConfig) -> Iterator[None]:
+    """A CPU run hides the GPUs it does not use, for its duration. Importing Lightning
+    sets PYTORCH_NVML_BASED_CUDA_CHECK=1, after which every torch.cuda.is_available()
+    opens NVML (~30 us on a CUDA build), and torch's Adam.step asks once a step; with
+    no visible devices the check returns at once."""
+    if cfg.trainer.get("accelerator") != "cpu":
+        yield
+        return
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
+def process_settings(cfg: DictConfig) -> None:
+    """Threads and malloc thresholds (allocator.py) for this process."""
+    import torch
+
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
+    if cfg.get("tune_malloc", True):
+        tune_malloc()
 
 
 def quiet_known_warnings() -> None:

@@ -139,13 +139,36 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     # ---- helpers -------------------------------------------------------------------------
     def normalize(self, x: Tensor) -> Tensor:
-        """Scale stored inputs to [0, 1] floats and standardise per channel."""
-        x = x.float()
-        if self.scale != 1.0:
-            x = x / self.scale
+        """Scale stored inputs to [0, 1] floats and standardise per channel, as one
+        multiply-add on a fresh float copy: ``x * (1 / (scale * std)) - mean / std``.
+        This runs once per batch; with a single channel the factors are plain floats,
+        which the dispatcher handles faster than broadcast tensors."""
+        gain, shift = self._affine(x.dim())
+        return x.to(torch.float32, copy=True).mul_(gain).add_(shift)
+
+    def _affine(self, dims: int) -> tuple[Tensor | float, Tensor | float]:
         assert self.mean is not None and self.std is not None
-        view = (1, -1) + (1,) * (x.dim() - 2)
-        return (x - self.mean.view(view)) / self.std.view(view)
+        cached = getattr(self, "_affine_cache", None)
+        # Kept with the mean/std tensors and scale it was made from (the tensors are
+        # replaced, never changed in place, so identity says whether it still holds).
+        if (
+            cached is None
+            or cached[0] is not self.mean
+            or cached[1] is not self.std
+            or cached[4] != self.scale
+        ):
+            gain = (1.0 / (self.std.double() * self.scale)).float()
+            shift = (-self.mean.double() / self.std.double()).float()
+            if gain.numel() == 1:  # read once here, not once a batch
+                cached = (self.mean, self.std, float(gain), float(shift), self.scale)
+            else:
+                cached = (self.mean, self.std, gain, shift, self.scale)
+            self._affine_cache = cached
+        gain, shift = cached[2], cached[3]
+        if isinstance(gain, float):
+            return gain, shift
+        view = (1, -1) + (1,) * (dims - 2)
+        return gain.view(view), shift.view(view)
 
     def _eval_loader(self, split: Split) -> TensorBatches:
         rank, world = self._rank_world()
