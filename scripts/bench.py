@@ -38,6 +38,8 @@ PYTHON = sys.executable
 #: Overrides that shrink every training workload to a few batches (``--smoke``).
 SMOKE_DLTRAIN = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
 SMOKE_LOOP = ["--epochs", "1", "--limit-batches", "2"]
+#: How a Hydra-configured workload takes the round's seed.
+SEED = "seed={}"
 #: What each run records; the table compares their medians.
 KEYS = ("wall_s", "cpu_s", "fit_s", "train_s", "acc", "rss_mb")
 TRAINED = ("seed_loop", "seed_plain", "seed_mlp", "plain_loop", "mnist_speed", "debug_fast")
@@ -112,14 +114,12 @@ class Workload:
     result: str = "none"  # none | json_line | results_json
     runs: list[dict[str, Any]] = field(default_factory=list)
 
+    seed_arg: str = ""  # how the workload takes a seed, e.g. "seed={}"; "" for none
+
     def command(self, seed: int) -> list[str]:
         """The argv of one round. Training workloads take the round's seed (42, 43, ...):
         one seed's accuracy is a draw, the median over rounds a measurement."""
-        if self.result == "none":
-            return self.argv
-        if self.name == "seed_loop":
-            return [*self.argv, "--seed", str(seed)]
-        return [*self.argv, f"seed={seed}"]
+        return [*self.argv, self.seed_arg.format(seed)] if self.seed_arg else self.argv
 
 
 def workloads(data_dir: str, log_dir: str, smoke: bool) -> list[Workload]:
@@ -132,25 +132,41 @@ def workloads(data_dir: str, log_dir: str, smoke: bool) -> list[Workload]:
             [PYTHON, "scripts/seed_loop.py", "--data-dir", data_dir]
             + (SMOKE_LOOP if smoke else []),
             "json_line",
+            seed_arg="--seed={}",
         ),
         Workload(
             "seed_plain",
             [PYTHON, "scripts/plain_loop.py", "experiment=seed_mlp", *common]
             + (["trainer.max_epochs=1"] if smoke else []),
             "json_line",
+            seed_arg=SEED,
         ),
-        Workload("seed_mlp", [dl_train, "experiment=seed_mlp", *common, *shrink], "results_json"),
+        Workload(
+            "seed_mlp",
+            [dl_train, "experiment=seed_mlp", *common, *shrink],
+            "results_json",
+            seed_arg=SEED,
+        ),
         Workload(
             "plain_loop",
             [PYTHON, "scripts/plain_loop.py", "experiment=mnist_speed", *common]
             + (["trainer.max_epochs=1"] if smoke else []),
             "json_line",
+            seed_arg=SEED,
         ),
         Workload(
-            "mnist_speed", [dl_train, "experiment=mnist_speed", *common, *shrink], "results_json"
+            "mnist_speed",
+            [dl_train, "experiment=mnist_speed", *common, *shrink],
+            "results_json",
+            seed_arg=SEED,
         ),
         Workload("help", [dl_train, "--help"]),
-        Workload("debug_fast", [dl_train, "debug=fast", "data=mnist", *common], "results_json"),
+        Workload(
+            "debug_fast",
+            [dl_train, "debug=fast", "data=mnist", *common],
+            "results_json",
+            seed_arg=SEED,
+        ),
         Workload("import_lightning", [PYTHON, "-c", "import lightning"]),
     ]
 

@@ -13,7 +13,9 @@ import functools
 import importlib.util
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from dltrain.errors import ConfigError
@@ -21,6 +23,7 @@ from dltrain.errors import ConfigError
 #: ``package:<module>/<folder>`` names a folder shipped inside an installed package.
 PACKAGE_PREFIX = "package:"
 PROBE_TIMEOUT_S = 3.0
+T = TypeVar("T")
 
 
 def resolve(name_or_path: str) -> str:
@@ -83,6 +86,23 @@ def _enter_offline_mode() -> None:
     for module in ("huggingface_hub.constants", "datasets.config"):
         if module in sys.modules:
             sys.modules[module].HF_HUB_OFFLINE = True
+
+
+def from_pretrained(
+    kind: str, load: Callable[..., T], name_or_path: str, needs: str, **kwargs: Any
+) -> T:
+    """``load(path, local_files_only=..., **kwargs)`` (a ``from_pretrained``) for a folder,
+    a package folder or a Hub name, with this project's errors: ``needs`` says what a
+    local folder must hold."""
+    path = resolve(name_or_path)
+    local = is_local(path)
+    try:
+        return load(path, local_files_only=local or offline(), **kwargs)
+    except (OSError, ValueError) as ex:
+        detail = str(ex).splitlines()[0]
+        if local:
+            raise ConfigError(f"cannot load a {kind} from {path}: {detail}", needs) from ex
+        raise not_available(kind, name_or_path, detail) from ex
 
 
 def not_available(kind: str, name: str, detail: str) -> ConfigError:

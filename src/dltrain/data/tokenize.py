@@ -12,7 +12,6 @@ import hashlib
 from typing import Any
 
 from dltrain import hub
-from dltrain.errors import ConfigError
 
 PAD, UNK = "[PAD]", "[UNK]"
 
@@ -115,14 +114,9 @@ class WordLevelTokenizer:
 def _load_auto_tokenizer(name_or_path: str) -> Any:
     from transformers import AutoTokenizer
 
-    path = hub.resolve(name_or_path)
-    local = hub.is_local(path)
-    try:
-        return AutoTokenizer.from_pretrained(path, local_files_only=local or hub.offline())
-    except (OSError, ValueError) as ex:
-        if local:
-            raise ConfigError(
-                f"cannot load a tokenizer from {path}: {str(ex).splitlines()[0]}",
-                "the folder needs tokenizer.json or the vocabulary files of the model",
-            ) from ex
-        raise hub.not_available("tokenizer", name_or_path, str(ex).splitlines()[0]) from ex
+    return hub.from_pretrained(
+        "tokenizer",
+        AutoTokenizer.from_pretrained,
+        name_or_path,
+        "the folder needs tokenizer.json or the vocabulary files of the model",
+    )

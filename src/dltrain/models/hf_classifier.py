@@ -122,26 +122,19 @@ def load_pretrained(name_or_path: str, num_labels: int) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    path = hub.resolve(name_or_path)
-    local = hub.is_local(path)
     # The new head's "weights newly initialized" notice is expected for fine-tuning.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # one line per weight file is noise in a run log
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            path,
+        return hub.from_pretrained(
+            "model",
+            AutoModelForSequenceClassification.from_pretrained,
+            name_or_path,
+            "the folder needs config.json and the weights (model.safetensors)",
             num_labels=num_labels,
-            local_files_only=local or hub.offline(),
             # A checkpoint already fine-tuned for another class count gets a new head.
             ignore_mismatched_sizes=True,
         )
-    except (OSError, ValueError) as ex:
-        if local:
-            raise ConfigError(
-                f"cannot load a model from {path}: {str(ex).splitlines()[0]}",
-                "the folder needs config.json and the weights (model.safetensors)",
-            ) from ex
-        raise hub.not_available("model", name_or_path, str(ex).splitlines()[0]) from ex
     finally:
         hf_logging.set_verbosity(verbosity)
