@@ -55,6 +55,12 @@ def test_bench_smoke_writes_medians_and_ratios(tmp_path: Path) -> None:
     assert step["ours"] == medians["mnist_speed"]["train_s"]
     assert 0 < step["ours"] <= medians["mnist_speed"]["fit_s"]
     assert 0 < step["baseline"] <= medians["plain_loop"]["fit_s"]
+    # Accuracy is a mean over the seeds run (one in smoke mode), with its spread.
+    acc = rows["seed recipe test acc (mean over seeds): seed_loop | seed_mlp"]
+    assert acc["baseline"] == report["workloads"]["seed_loop"]["mean_acc"]
+    assert acc["ours"] == round(report["workloads"]["seed_mlp"]["runs"][0]["acc"], 5)
+    assert acc["seeds"] == 1 and acc["diff_stderr"] is None
+    assert report["seed_rounds"] == 1
     assert rows["dl-train --help wall s"]["ours"] == medians["help"]["wall_s"]
     rss = rows["peak RSS MB: import_lightning | debug_fast"]
     assert rss["baseline"] == medians["import_lightning"]["rss_mb"]

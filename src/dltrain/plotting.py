@@ -38,8 +38,11 @@ def _epoch_axis(ax) -> None:  # noqa: ANN001 - a matplotlib Axes
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Write the PNG. Every figure here uses constrained layout, which already fits the
+    labels inside the canvas; ``bbox_inches="tight"`` would draw each figure twice (40%
+    of the time of the three figures a run leaves)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110)
     return path
 
 
