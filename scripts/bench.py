@@ -269,14 +269,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
 
     head = "median of runs (accuracy: mean over seeds)"
-    print(f"\n{head:56} {'baseline':>9} {'dl-train':>9} {'ratio':>6}  target")
+    print(f"\n{head:66} {'baseline':>9} {'dl-train':>9} {'ratio':>6}  target")
     for r in rows:
         met = {True: "ok", False: "MISSED", None: ""}[r["met"]]
         spread = ""
         if "seeds" in r:
             spread = f" ({r['seeds']} seeds, se of diff {fmt(r['diff_stderr'])})"
         print(
-            f"{r['what']:56} {fmt(r['baseline']):>9} {fmt(r['ours']):>9} {fmt(r['ratio']):>6}"
+            f"{r['what']:66} {fmt(r['baseline']):>9} {fmt(r['ours']):>9} {fmt(r['ratio']):>6}"
             f"  {r['target']} {met}{spread}"
         )
 

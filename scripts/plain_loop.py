@@ -3,8 +3,10 @@
 Composes the experiment's config with Hydra and builds the same net and optimizer from
 it (the nets are plain ``nn.Module``s), then trains on the same batches as ``dl-train``:
 MNIST as ``uint8`` tensors in memory, one seeded permutation per epoch, a batch is an
-index, normalised as one tensor op. No Lightning, no logging, no checkpoints; the same
-process settings (threads, malloc thresholds: ``tune_malloc=false`` for glibc's own).
+index, normalised as one tensor op, under bf16 autocast when the experiment sets
+``trainer.precision=bf16-mixed`` (as Lightning does: the forward and the loss). No
+Lightning, no logging, no checkpoints; the same process settings (threads, malloc
+thresholds: ``tune_malloc=false`` for glibc's own).
 ``scripts/bench.py`` compares its training time with dl-train's ``train_s``.
 
     python scripts/plain_loop.py experiment=mnist_speed paths.data_dir=../shared/datasets
@@ -16,6 +18,7 @@ epochs (as dl-train's ``train_s``), samples per second.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -87,6 +90,11 @@ def main(overrides: list[str]) -> None:
             factory = partial(factory, total_steps=epochs * steps_per_epoch)
         scheduler = factory(optimizer=optimizer)
 
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+
+    def autocast() -> contextlib.AbstractContextManager:
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
     train_s = 0.0  # inside the epochs only, as dl-train's train_s
     for epoch in range(epochs):
         epoch_started = time.monotonic()
@@ -95,7 +103,8 @@ def main(overrides: list[str]) -> None:
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(y), generator=gen)
         for idx in order.split(bs):
-            loss = F.cross_entropy(net(norm(x[idx])), y[idx])
+            with autocast():
+                loss = F.cross_entropy(net(norm(x[idx])), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -106,7 +115,8 @@ def main(overrides: list[str]) -> None:
         train_s += time.monotonic() - epoch_started
     fit_s = time.monotonic() - started
 
-    acc = accuracy(net, x_eval, y_eval, norm)
+    with autocast():
+        acc = accuracy(net, x_eval, y_eval, norm)
     key = "val_acc" if float(cfg.data.val_fraction) > 0 else "test_acc"
     samples = epochs * len(y)
     print(
