@@ -46,7 +46,7 @@ SMOKE_DLTRAIN = ["trainer.max_epochs=1", "trainer.limit_train_batches=2"]
 SMOKE_LOOP = ["--epochs", "1", "--limit-batches", "2"]
 #: How a Hydra-configured workload takes the round's seed.
 SEED = "seed={}"
-#: What each run records; the table compares their medians.
+#: What each run records; the table compares their medians (accuracy: means, MEAN_KEYS).
 KEYS = ("wall_s", "cpu_s", "fit_s", "train_s", "acc", "rss_mb")
 TRAINED = ("seed_loop", "seed_plain", "seed_mlp", "plain_loop", "mnist_speed", "debug_fast")
 #: The workloads that run ``--seed-rounds`` rounds: the accuracy comparison needs seeds.
@@ -243,7 +243,8 @@ def diff_stderr(base: Workload, ours: Workload, key: str) -> float | None:
 
 
 def summarize(works: dict[str, Workload]) -> list[dict[str, Any]]:
-    """The rows of the table: baseline and dl-train medians, their ratio, the target."""
+    """The rows of the table: baseline and dl-train summaries (``summary``), their ratio,
+    the target; accuracy rows add the seed count and the standard error of the difference."""
     out = []
     for label, base_name, ours_name, key, target, check in ROWS:
         base = summary(works[base_name], key) if base_name else None
