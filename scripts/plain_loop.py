@@ -104,7 +104,8 @@ def main(overrides: list[str]) -> None:
         order = torch.randperm(len(y), generator=gen)
         for idx in order.split(bs):
             with autocast():
-                loss = F.cross_entropy(net(norm(x[idx])), y[idx])
+                xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # as TensorBatches
+                loss = F.cross_entropy(net(norm(xb)), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

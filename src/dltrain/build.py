@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from dltrain.callbacks.hooks import skip_unused_callback_hooks, skip_unused_module_hooks
 from dltrain.checkpoints import SafeCheckpointIO
 from dltrain.data.memory import InMemoryDataModule
 from dltrain.models.classifier import Classifier
@@ -28,7 +29,7 @@ def classifier(cfg: DictConfig) -> Classifier:
     if cfg.get("compile"):
         net.compile()  # in place: state_dict keys stay the same as without compile
     sched = cfg.scheduler.get("scheduler")
-    return Classifier(
+    module = Classifier(
         net=net,
         num_classes=cfg.data.num_classes,
         optimizer=instantiate(cfg.optimizer),
@@ -38,6 +39,8 @@ def classifier(cfg: DictConfig) -> Classifier:
         # Unresolved, so `dl-eval paths.data_dir=...` re-resolves what depends on it.
         run_config=OmegaConf.to_container(cfg, resolve=False),
     )
+    skip_unused_module_hooks(module)  # ~0.02 ms a step (callbacks/hooks.py)
+    return module
 
 
 def has_validation(cfg: DictConfig) -> bool:
@@ -86,4 +89,6 @@ def trainer(cfg: DictConfig, cbs: list[Callback], logs: list[Any], **overrides: 
         "plugins": [SafeCheckpointIO()],
     }
     kwargs.update(overrides)
-    return instantiate(cfg.trainer, **kwargs)
+    out = instantiate(cfg.trainer, **kwargs)
+    skip_unused_callback_hooks(out.callbacks)  # ~0.1 ms a step (callbacks/hooks.py)
+    return out
