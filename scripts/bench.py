@@ -285,7 +285,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True, help="holds MNIST/raw (torchvision layout)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="interleaved rounds (default 5: noisy machines)"
+    )
     parser.add_argument(
         "--seed-rounds",
         type=int,

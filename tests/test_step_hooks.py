@@ -1,5 +1,6 @@
 """The per-step fast path: unused hooks skipped, NaN checks without per-step tensor ops,
-plain attributes of the module set without nn.Module's checks."""
+plain attributes of the module set without nn.Module's checks, and the garbage
+collector kept off the imported libraries."""
 
 from __future__ import annotations
 
@@ -98,3 +99,24 @@ def test_classifier_plain_attributes_and_registered_tensors_behave_as_in_nn_modu
     assert "samples_seen" not in module.state_dict()
     with pytest.raises(TypeError, match="cannot assign 'int' as buffer 'mark'"):
         module.mark = 3
+
+
+def test_collector_is_off_during_imports_then_frozen_once_and_back_on() -> None:
+    import gc
+
+    from dltrain import startup
+
+    gc.unfreeze()  # start as a fresh process does: nothing frozen
+    try:
+        startup.defer_collection()
+        assert not gc.isenabled()
+        startup.freeze_imports()
+        frozen = gc.get_freeze_count()
+        assert gc.isenabled() and frozen > 0
+        startup.defer_collection()
+        _ = [[] for _ in range(1000)]  # a later job's objects stay collectable
+        startup.freeze_imports()
+        assert gc.isenabled() and gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+        gc.enable()

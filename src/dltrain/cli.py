@@ -14,7 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from dltrain import errors
+from dltrain import errors, startup
 
 # The configs live at the top of the project (`configs/`); the package is installed
 # editable, so they are found next to `src/`. DLTRAIN_CONFIG_DIR points elsewhere.
@@ -40,6 +40,7 @@ def _run_app(app: Callable[[], object]) -> None:
         os.environ["DLTRAIN_SHOW_TRACEBACK"] = os.environ.get("HYDRA_FULL_ERROR", "0")
     # Make Hydra re-raise instead of printing its own trimmed traceback.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    startup.defer_collection()  # until the task has imported what it needs
     try:
         app()
     except KeyboardInterrupt:
@@ -74,6 +75,7 @@ def _train(cfg: DictConfig) -> float | None:
         validate_run(cfg)  # a bad config is rejected before torch and Lightning load
         from dltrain.train import run
 
+        startup.freeze_imports()
         return run(cfg)
 
     return _run_task(task, cfg)
@@ -83,6 +85,7 @@ def _train(cfg: DictConfig) -> float | None:
 def _eval(cfg: DictConfig) -> None:
     from dltrain.evaluate import run
 
+    startup.freeze_imports()
     _run_task(run, cfg)
 
 
@@ -90,6 +93,7 @@ def _eval(cfg: DictConfig) -> None:
 def _predict(cfg: DictConfig) -> None:
     from dltrain.predict import run
 
+    startup.freeze_imports()
     _run_task(run, cfg)
 
 

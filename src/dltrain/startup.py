@@ -1,0 +1,29 @@
+"""Garbage-collector settings for a process that imports torch, Lightning and friends.
+
+Why: those imports create ~500,000 long-lived Python objects, and every automatic
+full collection walks all of them again: several run during the imports and more
+while the interpreter shuts down. Measured on the 2-core development machine, that
+is ~2 s at start and ~1.3 s at exit of every ``dl-train`` run, a quarter of a short
+run's wall time. Python's documented pattern for long-lived objects removes both:
+``gc.disable()`` early, ``gc.freeze()`` once the imports are done (frozen objects are
+never examined again), then ``gc.enable()`` so the run's own garbage is collected as
+usual.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def defer_collection() -> None:
+    """At process start: no automatic collections while the libraries import."""
+    gc.disable()
+
+
+def freeze_imports() -> None:
+    """After the heavy imports: keep what exists out of later collections (once per
+    process: a sweep's later jobs in the same process must not freeze the earlier
+    jobs' garbage), then collect as usual."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+    gc.enable()
