@@ -18,6 +18,7 @@ Comparisons (dl-train / baseline):
   seed       scripts/seed_loop.py (torchvision DataLoader loop)  vs  experiment=seed_mlp
   floor      scripts/plain_loop.py experiment=seed_mlp (no framework)  vs  the seed loop
   per-step   scripts/plain_loop.py experiment=mnist_speed (train time)  vs  experiment=mnist_speed
+  overhead   the same pair with a linear net (ms per step: what the runner itself costs)
   startup    dl-train --help, dl-train debug=fast
   memory     peak RSS of each  vs  python -c 'import lightning'
 """
@@ -47,7 +48,11 @@ SMOKE_LOOP = ["--epochs", "1", "--limit-batches", "2"]
 #: How a Hydra-configured workload takes the round's seed.
 SEED = "seed={}"
 #: What each run records; the table compares their medians (accuracy: means, MEAN_KEYS).
-KEYS = ("wall_s", "cpu_s", "fit_s", "train_s", "acc", "rss_mb")
+KEYS = ("wall_s", "cpu_s", "fit_s", "train_s", "step_ms", "acc", "rss_mb")
+#: The ``mnist_speed`` recipe with a linear net (one 784x10 layer): the step's compute is
+#: ~0, so ms per step says what the runner itself costs a step, above the machine's noise.
+LINEAR = ["experiment=mnist_speed", "model=mlp", "~model.channels", "model.hidden=[]",
+          "channels_last=false", "trainer.max_epochs=1"]  # fmt: skip
 TRAINED = ("seed_loop", "seed_plain", "seed_mlp", "plain_loop", "mnist_speed", "debug_fast")
 #: The workloads that run ``--seed-rounds`` rounds: the accuracy comparison needs seeds.
 SEED_PAIR = ("seed_loop", "seed_mlp")
@@ -83,6 +88,8 @@ ROWS: list[tuple[str, str | None, str, str, str, Callable[[Any, Any], bool] | No
         "ratio <= 1.10",
         lambda b, o: o / b <= 1.10,
     ),
+    # The per-step cost of the runner itself: a net with ~no compute, same batches.
+    ("framework ms per step, linear net", "plain_linear", "linear", "step_ms", "", None),
     (
         "speed recipe fit s (+ setup, checkpoints, plots)",
         "plain_loop",
@@ -170,6 +177,13 @@ def workloads(data_dir: str, log_dir: str, smoke: bool) -> list[Workload]:
             "results_json",
             seed_arg=SEED,
         ),
+        Workload(
+            "plain_linear",
+            [PYTHON, "scripts/plain_loop.py", *LINEAR, *common],
+            "json_line",
+            seed_arg=SEED,
+        ),
+        Workload("linear", [dl_train, *LINEAR, *common, *shrink], "results_json", seed_arg=SEED),
         Workload("help", [dl_train, "--help"]),
         Workload(
             "debug_fast",
@@ -208,12 +222,19 @@ def run_once(work: Workload, log_dir: Path, seed: int) -> dict[str, Any]:
         run["acc"] = line.get("test_acc")
         run["fit_s"] = round(line["fit_s"], 3)
         run["train_s"] = round(line["train_s"], 3) if "train_s" in line else None
+        steps = line.get("steps")
     elif work.result == "results_json":
         (path,) = log_dir.glob("*/runs/*/results.json")
         record = json.loads(path.read_text())
         run["acc"] = record["metrics"].get("test/acc")
         run["fit_s"] = record["fit_s"]
         run["train_s"] = record.get("train_s")
+        steps = record.get("steps")
+    else:
+        return run
+    if run["train_s"] is not None and steps:
+        run["steps"] = steps
+        run["step_ms"] = round(run["train_s"] / steps * 1000, 4)
     return run
 
 

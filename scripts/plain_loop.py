@@ -13,7 +13,7 @@ thresholds: ``tune_malloc=false`` for glibc's own).
 
 Prints one JSON line: accuracy (test, or val when ``data.val_fraction`` > 0), fit
 seconds (data load + training, as dl-train's ``fit_s``), seconds inside the training
-epochs (as dl-train's ``train_s``), samples per second.
+epochs (as dl-train's ``train_s``), optimizer steps, samples per second.
 """
 
 from __future__ import annotations
@@ -120,11 +120,8 @@ def main(overrides: list[str]) -> None:
         acc = accuracy(net, x_eval, y_eval, norm)
     key = "val_acc" if float(cfg.data.val_fraction) > 0 else "test_acc"
     samples = epochs * len(y)
-    print(
-        json.dumps(
-            {key: acc, "fit_s": fit_s, "train_s": train_s, "train_samples_per_s": samples / fit_s}
-        )
-    )
+    record = {key: acc, "fit_s": fit_s, "train_s": train_s, "steps": epochs * steps_per_epoch}
+    print(json.dumps({**record, "train_samples_per_s": samples / fit_s}))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ WORKLOADS = {
     "seed_mlp",
     "plain_loop",
     "mnist_speed",
+    "plain_linear",
+    "linear",
     "help",
     "debug_fast",
     "import_lightning",
@@ -55,6 +57,13 @@ def test_bench_smoke_writes_medians_and_ratios(tmp_path: Path) -> None:
     assert step["ours"] == medians["mnist_speed"]["train_s"]
     assert 0 < step["ours"] <= medians["mnist_speed"]["fit_s"]
     assert 0 < step["baseline"] <= medians["plain_loop"]["fit_s"]
+    # The runner's own cost a step: train_s over optimizer steps, with a linear net.
+    linear = report["workloads"]["linear"]["runs"][0]
+    assert linear["steps"] == 1  # 40 images, batch 128
+    assert linear["step_ms"] == round(linear["train_s"] * 1000, 4)
+    overhead = rows["framework ms per step, linear net: plain_linear | linear"]
+    assert overhead["ours"] == medians["linear"]["step_ms"]
+    assert overhead["baseline"] == medians["plain_linear"]["step_ms"] > 0
     # Accuracy is a mean over the seeds run (one in smoke mode), with its spread.
     acc = rows["seed recipe test acc (mean over seeds): seed_loop | seed_mlp"]
     assert acc["baseline"] == report["workloads"]["seed_loop"]["mean_acc"]
