@@ -3,7 +3,7 @@
 Why: those imports create ~500,000 long-lived Python objects, and every automatic
 full collection walks all of them again: several run during the imports and more
 while the interpreter shuts down. Measured on the 2-core development machine, that
-is ~2 s at start and ~1.3 s at exit of every ``dl-train`` run, a quarter of a short
+is ~1 s at start and ~1.3 s at exit of every ``dl-train`` run, a fifth of a short
 run's wall time. Python's documented pattern for long-lived objects removes both:
 ``gc.disable()`` early, ``gc.freeze()`` once the imports are done (frozen objects are
 never examined again), then ``gc.enable()`` so the run's own garbage is collected as
