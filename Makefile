@@ -22,7 +22,8 @@ install: $(STAMP) ## create .venv and install dl-train (editable, dev extras)
 train: $(STAMP) ## run the default experiment (digits, offline) and print test accuracy
 	$(BIN)/dl-train
 
-test: $(STAMP) ## run the test suite
+test: $(STAMP) ## run the test suite (and the layer contracts)
+	$(BIN)/lint-imports --no-cache > /dev/null || $(BIN)/lint-imports --no-cache
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP) ## ruff

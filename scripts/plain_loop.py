@@ -32,7 +32,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchvision import datasets
 
-from dltrain.allocator import tune_malloc
+from dltrain.runtime.allocator import tune_malloc
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -11,7 +11,7 @@ import pytest
 # mallinfo2().hblkhd counts the bytes glibc holds in mmapped blocks.
 PROBE = """
 import ctypes, sys
-from dltrain.allocator import tune_malloc
+from dltrain.runtime.allocator import tune_malloc
 
 FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
 

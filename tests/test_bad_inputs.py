@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import BIN, ROOT, make_cifar10, make_mnist, run_cli
 from dltrain import errors, schema
-from dltrain.config import validate_run
+from dltrain.config.checks import validate_run
 
 CONFIGS = ROOT / "configs"
 CLI = "cli"  # also run as a real process
@@ -160,7 +160,7 @@ CASES = [
          "e.g. model.hidden=[256,128] ([] for none)"),
     # ---- unknown keys and values --------------------------------------------------------
     Case("added-key-typo", ["+model.dropuot=0.1"], 2,
-         "error: unknown key 'model.dropuot' for dltrain.models.mlp.MLP (did you mean "
+         "error: unknown key 'model.dropuot' for dltrain.nets.mlp.MLP (did you mean "
          "'dropout'?) — remove it; known keys: in_shape, num_classes, hidden, activation, "
          "dropout, batch_norm", tags=(CLI,)),
     Case("added-optimizer-typo", ["optimizer=sgd", "+optimizer.momentun=0.9"], 2,
@@ -405,7 +405,7 @@ def test_resume_auto_prefers_the_newest_checkpoint(tmp_path: Path) -> None:
     """Lightning's SLURM requeue writes hpc_ckpt_N.ckpt into the run directory."""
     from omegaconf import OmegaConf
 
-    from dltrain.resume import checkpoint_to_resume
+    from dltrain.checkpointing.resume import checkpoint_to_resume
 
     cfg = OmegaConf.create(
         {"ckpt_path": None, "resume": "auto", "paths": {"output_dir": str(tmp_path)}}

@@ -54,7 +54,7 @@ DATA_NODES = {d: compose_train([f"data={d}"]).data for d in DATA}
 
 def _kinds() -> tuple[dict[str, str], dict[str, str]]:
     """What each model option takes and what each data option gives."""
-    from dltrain.models.inputs import data_kind, model_kind
+    from dltrain.config.model_data import data_kind, model_kind
 
     takes = {m: model_kind(str(cfg.model._target_)) for m, cfg in MODEL_CFGS.items()}
     gives = {d: data_kind(list(node.shape)) for d, node in DATA_NODES.items()}
@@ -75,7 +75,7 @@ def compose_pair(model: str, data: str):
 def test_every_model_data_pair_is_accepted_or_refused_before_loading(model: str, data: str) -> None:
     """Compatible pairs pass validation (tests/test_models.py trains each of them);
     the others stop with one error that names the models that fit."""
-    from dltrain.config import validate
+    from dltrain.config.checks import validate
     from dltrain.errors import ConfigError
 
     cfg = compose_pair(model, data)
@@ -97,7 +97,7 @@ def test_every_model_data_pair_is_accepted_or_refused_before_loading(model: str,
 
 
 def test_incompatible_pair_error_text() -> None:
-    from dltrain.config import validate
+    from dltrain.config.checks import validate
     from dltrain.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
@@ -127,6 +127,6 @@ def test_help_lists_groups_without_importing_torch(tmp_path: Path) -> None:
 def test_cfg_job_prints_composed_config(tmp_path: Path) -> None:
     out = run_cli(["model=cnn", "data=mnist", "optimizer=sgd", "--cfg", "job"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "_target_: dltrain.models.cnn.CNN" in out.stdout
+    assert "_target_: dltrain.nets.cnn.CNN" in out.stdout
     assert "_target_: torch.optim.SGD" in out.stdout
     assert "_target_: dltrain.data.mnist.MNISTDataModule" in out.stdout

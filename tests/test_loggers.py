@@ -12,7 +12,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from conftest import ROOT
-from dltrain.train import run
+from dltrain.commands.train import run
 
 CONFIGS = ROOT / "configs"
 SMALL = ["data=synthetic", "data.shape=[1,6,6]", "data.num_classes=3", "trainer.max_epochs=2"]

@@ -10,8 +10,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import ROOT, make_cifar10, make_image_folder, make_mnist
+from dltrain.config.model_data import data_kind, model_kind
 from dltrain.errors import DataError
-from dltrain.models.inputs import data_kind, model_kind
 from test_train import train_in_process
 
 CONFIGS = ROOT / "configs"
@@ -102,8 +102,8 @@ def test_debug_fast_run_of_every_compatible_pair(
 
 
 def test_large_torchvision_models_build_and_run_a_tiny_forward() -> None:
-    from dltrain.models.resnet import ResNet
-    from dltrain.models.vit import ViTB16
+    from dltrain.nets.resnet import ResNet
+    from dltrain.nets.vit import ViTB16
 
     vit = ViTB16([1, 28, 28], 7, image_size=16)  # batches resized to one 16 px patch
     resnet50 = ResNet([1, 28, 28], 7, arch="resnet50", small_input=True)
@@ -209,7 +209,7 @@ def test_weights_path_loads_and_frozen_backbone_stays_while_head_learns(tmp_path
 
 
 def test_unfrozen_backbone_and_head_get_their_own_learning_rates() -> None:
-    from dltrain.models.resnet import ResNet
+    from dltrain.nets.resnet import ResNet
 
     net = ResNet([1, 28, 28], 10, small_input=True, head_lr=0.01)
     groups = net.param_groups()
@@ -224,7 +224,7 @@ def test_unfrozen_backbone_and_head_get_their_own_learning_rates() -> None:
 def test_pretrained_resizes_batches_to_the_weights_size(tmp_path: Path) -> None:
     import torchvision
 
-    from dltrain.models.resnet import ResNet
+    from dltrain.nets.resnet import ResNet
 
     weights = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
@@ -239,7 +239,7 @@ def test_pretrained_resizes_batches_to_the_weights_size(tmp_path: Path) -> None:
 def test_offline_without_weights_file_says_how_to_provide_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dltrain.models.resnet import ResNet
+    from dltrain.nets.resnet import ResNet
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
 
@@ -262,7 +262,7 @@ def test_offline_without_weights_file_says_how_to_provide_one(
 def test_weights_file_of_another_architecture_is_refused(tmp_path: Path) -> None:
     import torchvision
 
-    from dltrain.models.resnet import ResNet
+    from dltrain.nets.resnet import ResNet
 
     weights = tmp_path / "resnet34.pth"
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), weights)

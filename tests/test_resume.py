@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import BIN
-from dltrain.checkpoints import SafeCheckpointIO
+from dltrain.checkpointing.checkpoint_io import SafeCheckpointIO
 from dltrain.errors import DataError
 from test_train import train_in_process
 

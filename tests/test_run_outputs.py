@@ -21,8 +21,8 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from conftest import ROOT, make_mnist, run_cli
-from dltrain.history import read_history, write_history
-from dltrain.train import run
+from dltrain.commands.train import run
+from dltrain.records.history import read_history, write_history
 
 CONFIGS = ROOT / "configs"
 EPOCHS = 3
@@ -112,7 +112,7 @@ def test_plots_and_history_written(tiny: dict) -> None:
         assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr-Adam"} <= set(row)
     assert rows[0]["lr-Adam"] == pytest.approx(0.01)
     # The per-epoch history agrees with the CSV logger's record of the same run.
-    from dltrain.history import read_metrics_csv
+    from dltrain.records.history import read_metrics_csv
 
     logged = [r for r in read_metrics_csv(tiny["run"] / "csv" / "metrics.csv") if "val/acc" in r]
     assert [r["val/acc"] for r in logged] == pytest.approx([r["val/acc"] for r in rows])
@@ -195,7 +195,7 @@ def test_report_without_runs_is_a_clear_error(tmp_path: Path) -> None:
 def test_predict_matches_the_trained_model(tiny: dict, tmp_path: Path) -> None:
     """PNGs of test images: dl-predict gives the probabilities the model gives them
     in training's own pipeline (same decoding, size and normalisation)."""
-    from dltrain.checkpoints import load_checkpoint
+    from dltrain.checkpointing.checkpoint_io import load_checkpoint
     from dltrain.data.mnist import MNISTDataModule
 
     images = tmp_path / "images"
@@ -236,8 +236,8 @@ def test_predict_matches_the_trained_model(tiny: dict, tmp_path: Path) -> None:
 
 
 def test_predict_inputs_errors(tmp_path: Path) -> None:
+    from dltrain.commands.predict import find_images
     from dltrain.errors import DataError
-    from dltrain.predict import find_images
 
     with pytest.raises(DataError) as missing:
         find_images(str(tmp_path / "nowhere.png"))

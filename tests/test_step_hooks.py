@@ -15,7 +15,7 @@ from torch import nn
 
 from conftest import ROOT
 from dltrain import build
-from dltrain.callbacks.nan_guard import NanGuard
+from dltrain.checkpointing.nan_guard import NanGuard
 from dltrain.errors import RunError
 
 SMALL = ["data=synthetic", "data.shape=[1,6,6]", "data.num_classes=4", "trainer.max_epochs=2",

@@ -13,9 +13,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from conftest import ROOT, run_cli
-from dltrain.config import validate
+from dltrain.config.checks import validate
 from dltrain.data.text_batches import PaddedTextBatches
-from dltrain.data.tokenize import WordLevelTokenizer
+from dltrain.data.tokenizers import WordLevelTokenizer
 from dltrain.errors import ConfigError, DataError
 
 CONFIGS = ROOT / "configs"
@@ -50,7 +50,7 @@ def compose_train(overrides: list[str]):
 
 
 def train(tmp_path: Path, overrides: list[str]) -> dict:
-    from dltrain.train import run
+    from dltrain.commands.train import run
 
     out = tmp_path / "run"
     cfg = compose_train([f"paths.output_dir={out}", f"paths.root_dir={tmp_path}", *overrides])
@@ -231,7 +231,7 @@ def test_textcnn_trains_on_text_files(tmp_path: Path) -> None:
     assert results["metrics"]["test/acc"] >= 0.9  # the words give the class away
     assert results["train_samples_per_s"] > 0
     ckpt = torch.load(results["best_checkpoint"], weights_only=True)
-    assert ckpt["dltrain_config"]["model"]["_target_"] == "dltrain.models.textcnn.TextCNN"
+    assert ckpt["dltrain_config"]["model"]["_target_"] == "dltrain.nets.textcnn.TextCNN"
     assert list((tmp_path / ".cache" / "text").glob("text-*.pt"))
 
 
@@ -307,7 +307,7 @@ def test_shipped_minilm_fine_tunes_two_steps(tmp_path: Path) -> None:
 
 
 def test_frozen_encoder_trains_the_head_only(tiny_bert: Path) -> None:
-    from dltrain.models.hf_classifier import HFSequenceClassifier
+    from dltrain.nets.hf_classifier import HFSequenceClassifier
 
     # Saved with 2 labels, loaded with 3: the head is replaced.
     net = HFSequenceClassifier(str(tiny_bert), num_labels=3, freeze_encoder=True)
@@ -331,7 +331,7 @@ def test_models_and_data_of_different_kinds_do_not_mix() -> None:
     with pytest.raises(ConfigError) as err:
         validate(compose_train(["data=text_files"]))  # mlp
     assert str(err.value) == (
-        "model 'dltrain.models.mlp.MLP' reads tensors (images or arrays), but data "
+        "model 'dltrain.nets.mlp.MLP' reads tensors (images or arrays), but data "
         "'dltrain.data.text_files.TextFilesDataModule' holds text — use a text model "
         "(model=textcnn or model=hf_classifier) for text data"
     )
@@ -358,7 +358,7 @@ def test_unreachable_hub_fails_at_once_without_the_offline_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from dltrain import hub
-    from dltrain.models.hf_classifier import load_pretrained
+    from dltrain.nets.hf_classifier import load_pretrained
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -390,7 +390,7 @@ def test_text_experiments_compose() -> None:
     assert cfg.model.num_labels == 2
     assert cfg.optimizer._target_ == "torch.optim.AdamW"
     assert (cfg.optimizer.lr, cfg.optimizer.weight_decay) == (2e-5, 0.01)
-    assert cfg.scheduler.scheduler._target_ == "dltrain.warmup.linear_warmup"
+    assert cfg.scheduler.scheduler._target_ == "dltrain.module.warmup.linear_warmup"
     assert cfg.trainer.max_epochs == 3 and cfg.trainer.precision == "bf16-mixed"
     cnn = compose_train(["experiment=rt_polarity_textcnn"])
     net = instantiate(cnn.model)

@@ -14,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import BIN, ROOT, run_cli, run_dir_of
-from dltrain.train import run
+from dltrain.commands.train import run
 
 CONFIGS = ROOT / "configs"
 
@@ -170,7 +170,7 @@ def test_two_nodes_with_torchrun_on_loopback(tmp_path: Path) -> None:
 def test_a_cpu_run_hides_gpus_for_its_duration(monkeypatch: pytest.MonkeyPatch) -> None:
     from omegaconf import OmegaConf
 
-    from dltrain.train import gpus_hidden_on_cpu
+    from dltrain.runtime.process import gpus_hidden_on_cpu
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     cpu = OmegaConf.create({"trainer": {"accelerator": "cpu"}})

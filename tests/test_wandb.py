@@ -74,7 +74,7 @@ def test_offline_wandb_run_has_metrics_and_config_and_no_api_key(tmp_path: Path)
         if r.WhichOneof("record_type") == "config"
         for item in r.config.update
     }
-    assert config["model/_target_"] == "dltrain.models.mlp.MLP"
+    assert config["model/_target_"] == "dltrain.nets.mlp.MLP"
     assert [list(r.run.tags) for r in records if r.WhichOneof("record_type") == "run"] == [
         ["smoke"]
     ]

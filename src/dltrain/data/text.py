@@ -52,7 +52,7 @@ class TextDataModule(pl.LightningDataModule):
     """Tokenises a text classification dataset once; serves dynamically padded batches.
 
     Args:
-        tokenizer: a ``dltrain.data.tokenize`` tokenizer (set by the model config: the
+        tokenizer: a ``dltrain.data.tokenizers`` tokenizer (set by the model config: the
             pretrained model's own, or one trained here).
         num_classes: number of classes (checked against the labels).
         max_length: longer texts are truncated to this many tokens.

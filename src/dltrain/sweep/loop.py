@@ -177,7 +177,7 @@ def record(study: Any, trial: Any, ret: Any) -> None:
 
 
 def _stopped_by_signal(error: BaseException | None) -> bool:
-    from dltrain.signals import Interrupted
+    from dltrain.checkpointing.signals import Interrupted
 
     return isinstance(error, (Interrupted, KeyboardInterrupt))
 

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from dltrain.results import write_json
+from dltrain.records.results import write_json
 from dltrain.sweep import space as sp
 
 log = logging.getLogger(__name__)

@@ -74,7 +74,7 @@ def _stop_sweep(signum: int, frame: FrameType | None) -> None:
     """SIGTERM (a scheduler's stop, ``kill``) stops a sweep like Ctrl-C. During a trial
     the run's own handler stops it at the next batch with its checkpoint saved; the loop
     then stops the sweep (``loop.record``)."""
-    from dltrain.signals import training_in_progress
+    from dltrain.checkpointing.signals import training_in_progress
 
     if not training_in_progress():
         raise KeyboardInterrupt

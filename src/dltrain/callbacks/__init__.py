@@ -1,1 +1,0 @@
-"""Lightning callbacks of the runner: progress output, results, pruning, plots."""

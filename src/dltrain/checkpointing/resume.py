@@ -1,0 +1,119 @@
+"""Resuming runs: which checkpoint to continue from, and the state Lightning leaves out.
+
+``resume=auto`` (the default) continues from ``<run dir>/checkpoints/last.ckpt`` when
+the run directory already holds one (or from a newer ``hpc_ckpt_N.ckpt`` that
+Lightning's SLURM requeue wrote), and starts fresh otherwise; ``ckpt_path=...`` picks
+a file. Lightning restores weights, optimizer, scheduler, loop counters, callback
+state and the batch loader's position; ``RunState`` adds the global RNG streams and
+the metrics of a run that had already finished training.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig
+
+from dltrain.errors import ConfigError
+
+RESUME_MODES = ("auto", "never")
+LAST = Path("checkpoints") / "last.ckpt"
+
+
+def checkpoint_to_resume(cfg: DictConfig) -> str | None:
+    """The checkpoint ``trainer.fit`` continues from, or ``None`` to start fresh."""
+    explicit = cfg.get("ckpt_path")
+    if explicit:
+        return str(explicit)
+    mode = str(cfg.get("resume", "auto"))
+    if mode not in RESUME_MODES:  # also checked by the schema; kept for in-process callers
+        raise ConfigError(f"resume={mode} is not known", "use resume=auto or resume=never")
+    if mode == "never":
+        return None
+    candidates = [p for p in _candidates(Path(cfg.paths.output_dir)) if p.is_file()]
+    if not candidates:
+        return None
+    return str(max(candidates, key=lambda p: p.stat().st_mtime_ns))
+
+
+def _candidates(run_dir: Path) -> list[Path]:
+    hpc = [p for p in run_dir.glob("hpc_ckpt_*.ckpt") if re.fullmatch(r"hpc_ckpt_\d+", p.stem)]
+    return [run_dir / LAST, *hpc]
+
+
+def resume_command(run_dir: Path) -> str:
+    """The command line that continues this run: same overrides, same run directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    args: list[str] = []
+    if HydraConfig.initialized():
+        args = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
+    args.append(f"hydra.run.dir={run_dir.resolve()}")
+    return " ".join(["dl-train", *(shlex.quote(a) for a in args)])
+
+
+class RunState(Callback):
+    """Checkpoint the global RNG streams (torch, CUDA, numpy, Python) and the run's
+    latest metrics, so a resumed run draws the same random numbers (dropout,
+    augmentation) as an uninterrupted one and reports the same metrics even when the
+    checkpoint was written after the last epoch."""
+
+    def __init__(self) -> None:
+        self._trainer: pl.Trainer | None = None
+        self._restored_metrics: dict[str, float] = {}
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        metrics: dict[str, float] = {}
+        if self._trainer is not None:
+            for key, value in self._trainer.callback_metrics.items():
+                if getattr(value, "numel", lambda: 1)() == 1:
+                    metrics[key] = float(value)
+        return {"rng": _rng_state(), "metrics": metrics}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _set_rng_state(state["rng"])
+        self._restored_metrics = dict(state.get("metrics", {}))
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Resumed from a checkpoint of a finished fit: nothing was logged this time.
+        import torch
+
+        metrics = trainer.callback_metrics
+        for key, value in self._restored_metrics.items():
+            metrics.setdefault(key, torch.tensor(value))
+
+
+def _rng_state() -> dict[str, Any]:
+    """Lightning's RNG snapshot with numpy's array as a tensor: loadable weights_only."""
+    import torch
+    from lightning.fabric.utilities.seed import _collect_rng_states
+
+    state = _collect_rng_states()
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    state["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss]
+    version, inner, gauss_py = state["python"]
+    state["python"] = [version, list(inner), gauss_py]
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+    from lightning.fabric.utilities.seed import _set_rng_states
+
+    state = dict(state)
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    state["numpy"] = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
+    if not torch.cuda.is_available():  # resumed on a machine without the GPU
+        state.pop("torch.cuda", None)
+    elif len(state.get("torch.cuda", [])) != torch.cuda.device_count():
+        state.pop("torch.cuda", None)
+    _set_rng_states(state)

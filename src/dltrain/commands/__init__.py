@@ -1,0 +1,3 @@
+"""Entry points and recipes: dl-train, dl-eval, dl-predict, dl-report.
+
+Nothing imports this layer."""

@@ -1,0 +1,121 @@
+"""Console entry points ``dl-train``, ``dl-eval``, ``dl-predict`` and ``dl-report``.
+
+Imports nothing heavy at module level: ``dl-train --help`` and ``--cfg job`` only need
+Hydra, so torch and Lightning are imported inside the task functions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+import hydra
+from omegaconf import DictConfig
+
+from dltrain import errors
+from dltrain.config.paths import CONFIG_DIR
+from dltrain.runtime import startup
+
+
+def _show_traceback() -> bool:
+    return os.environ.get("DLTRAIN_SHOW_TRACEBACK") == "1"
+
+
+def _exit_with(ex: BaseException) -> None:
+    """Print ``error: what — how to fix`` and exit with the error's code."""
+    code, message = errors.describe(ex)
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _run_app(app: Callable[[], object]) -> None:
+    """Run a Hydra app; composition errors become one ``error:`` line and exit 2."""
+    if "DLTRAIN_SHOW_TRACEBACK" not in os.environ:  # kept for DDP child processes
+        os.environ["DLTRAIN_SHOW_TRACEBACK"] = os.environ.get("HYDRA_FULL_ERROR", "0")
+    # Make Hydra re-raise instead of printing its own trimmed traceback.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    startup.defer_collection()  # until the task has imported what it needs
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("error: interrupted — rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    except Exception as ex:  # noqa: BLE001 - the CLI boundary: every error is reported
+        if _show_traceback():
+            raise
+        _exit_with(ex)
+
+
+def _run_task(task: Callable[[DictConfig], object], cfg: DictConfig) -> object:
+    """Run one job. A single run reports its own errors here, before Hydra adds its
+    "Error executing job" line; in a multirun errors go to the sweeper, which records
+    the failed job and carries on."""
+    from dltrain.config.checks import is_multirun
+
+    try:
+        return task(cfg)
+    except Exception as ex:  # noqa: BLE001 - the CLI boundary
+        if _show_traceback() or is_multirun():
+            raise
+        _exit_with(ex)
+    return None
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
+def _train(cfg: DictConfig) -> float | None:
+    def task(cfg: DictConfig) -> float | None:
+        from dltrain.config.checks import validate_run
+
+        validate_run(cfg)  # a bad config is rejected before torch and Lightning load
+        from dltrain.commands.train import run
+
+        startup.freeze_imports()
+        return run(cfg)
+
+    return _run_task(task, cfg)
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="eval", version_base="1.3")
+def _eval(cfg: DictConfig) -> None:
+    from dltrain.commands.evaluate import run
+
+    startup.freeze_imports()
+    _run_task(run, cfg)
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="predict", version_base="1.3")
+def _predict(cfg: DictConfig) -> None:
+    from dltrain.commands.predict import run
+
+    startup.freeze_imports()
+    _run_task(run, cfg)
+
+
+def train_main() -> None:
+    """``dl-train``: fit, then test with the best checkpoint."""
+    _run_app(_train)
+
+
+def eval_main() -> None:
+    """``dl-eval ckpt_path=...``: validate and test a checkpoint."""
+    _run_app(_eval)
+
+
+def predict_main() -> None:
+    """``dl-predict ckpt_path=... inputs=...``: top-k classes of images."""
+    _run_app(_predict)
+
+
+def report_main() -> None:
+    """``dl-report [dirs]``: table of runs, report.md and a curves PNG."""
+    from dltrain.commands.report import main
+
+    try:
+        sys.exit(main())
+    except errors.UserError as ex:
+        _exit_with(ex)
+
+
+if __name__ == "__main__":
+    train_main()

@@ -1,0 +1,159 @@
+"""``dl-predict``: the top-k classes of image files with a dl-train checkpoint.
+
+The checkpoint carries all that is needed: the training config (to rebuild the net),
+the weights, and the input statistics training normalised with (``dltrain_data``), so
+neither the training data nor Lightning is loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import Tensor, nn
+
+from dltrain.checkpointing.checkpoint_io import load_checkpoint
+from dltrain.errors import ConfigError, DataError
+from dltrain.records.results import write_json
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def run(cfg: DictConfig) -> list[dict[str, Any]]:
+    ckpt_path = Path(str(cfg.ckpt_path))
+    checkpoint = load_checkpoint(ckpt_path)
+    net, shape = rebuild_net(checkpoint, ckpt_path)
+    stats = input_stats(checkpoint, ckpt_path)
+    files = find_images(cfg.inputs)
+    if int(cfg.top_k) < 1:
+        raise ConfigError(f"top_k={cfg.top_k} must be at least 1", "use e.g. top_k=3")
+    # Names given here, else those of the training data (image folders), else indices.
+    names = list(cfg.class_names) if cfg.class_names else stats.get("classes") or None
+    probs = predict(net, files, shape, stats, int(cfg.batch_size))
+    records = top_k(files, probs, int(cfg.top_k), names)
+    out = Path(cfg.paths.output_dir)
+    write_predictions(out, records, ckpt_path)
+    show(records)
+    print(f"predictions: {out / 'predictions.csv'}, {out / 'predictions.json'}")
+    return records
+
+
+def rebuild_net(checkpoint: dict[str, Any], ckpt_path: Path) -> tuple[nn.Module, list[int]]:
+    """The net from the stored config, with the checkpoint's weights, in eval mode."""
+    stored = checkpoint.get("dltrain_config")
+    if not stored:
+        raise DataError(
+            f"{ckpt_path} has no dl-train config inside",
+            "use checkpoints written by dl-train (they carry their config)",
+        )
+    run_cfg = OmegaConf.create(stored)
+    shape = [int(s) for s in run_cfg.data.shape]
+    net = instantiate(run_cfg.model)
+    # The Classifier holds the net as `net`; its other entries are metric states.
+    weights = {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(weights)
+    return net.eval(), shape
+
+
+def input_stats(checkpoint: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
+    stats = checkpoint.get("dltrain_data")
+    if not stats:
+        raise DataError(
+            f"{ckpt_path} does not record the input statistics its training used",
+            "retrain with this version of dl-train (checkpoints now store data.mean/std)",
+        )
+    return stats
+
+
+def find_images(inputs: Any) -> list[Path]:
+    """Files given directly, and images found (recursively, sorted) in folders."""
+    items = list(inputs) if isinstance(inputs, (list, tuple, ListConfig)) else [inputs]
+    files: list[Path] = []
+    for item in items:
+        path = Path(str(item))
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(
+                    f"no .png/.jpg/.jpeg images in {path}", "point inputs= at image files"
+                )
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(
+                f"input {path} does not exist", "pass an image file, a folder, or a list [a,b]"
+            )
+    return files
+
+
+def load_image(path: Path, shape: Sequence[int]) -> Tensor:
+    """Decode to the model's channel count and size: ``uint8`` ``(C, H, W)``."""
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms.v2.functional import resize
+
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise ConfigError(
+            f"this model takes inputs of shape {list(shape)}, not images",
+            "dl-predict reads images for models trained on 1- or 3-channel image data",
+        )
+    mode = ImageReadMode.GRAY if shape[0] == 1 else ImageReadMode.RGB
+    try:
+        image = decode_image(str(path), mode=mode)
+    except (RuntimeError, ValueError) as ex:
+        raise DataError(
+            f"cannot decode {path} as an image ({ex})", "pass PNG or JPEG files"
+        ) from ex
+    return resize(image, list(shape[1:]), antialias=True)
+
+
+def predict(
+    net: nn.Module, files: Sequence[Path], shape: Sequence[int], stats: dict[str, Any], batch: int
+) -> Tensor:
+    """Class probabilities ``(N, classes)``, normalised as in training."""
+    mean = torch.tensor(stats["mean"]).view(-1, 1, 1)
+    std = torch.tensor(stats["std"]).view(-1, 1, 1)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(files), batch):
+            x = torch.stack([load_image(f, shape) for f in files[i : i + batch]]).float()
+            # Image files hold 0..255 whatever the training set stored; the statistics
+            # are of inputs scaled to [0, 1] (see InMemoryDataModule.normalize).
+            x = (x / 255.0 - mean) / std
+            out.append(net(x).softmax(-1))
+    return torch.cat(out)
+
+
+def top_k(
+    files: Sequence[Path], probs: Tensor, k: int, names: Sequence[str] | None
+) -> list[dict[str, Any]]:
+    values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+    records = []
+    for path, vals, idxs in zip(files, values.tolist(), indices.tolist(), strict=True):
+        top = [
+            {"class": int(i), "name": names[i] if names and i < len(names) else str(i), "prob": v}
+            for v, i in zip(vals, idxs, strict=True)
+        ]
+        records.append({"input": str(path), "top": top})
+    return records
+
+
+def write_predictions(out: Path, records: list[dict[str, Any]], ckpt_path: Path) -> None:
+    write_json(out / "predictions.json", {"checkpoint": str(ckpt_path), "predictions": records})
+    with (out / "predictions.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["input", "rank", "class", "name", "probability"])
+        for rec in records:
+            for rank, t in enumerate(rec["top"], start=1):
+                writer.writerow([rec["input"], rank, t["class"], t["name"], f"{t['prob']:.6f}"])
+
+
+def show(records: list[dict[str, Any]]) -> None:
+    for rec in records:
+        shown = "  ".join(f"{t['name']} ({t['prob']:.3f})" for t in rec["top"])
+        print(f"{rec['input']}: {shown}")

@@ -1,0 +1,172 @@
+"""The recipe of ``dl-train``, top to bottom: validate, build, fit, test, record.
+
+``run(cfg)`` returns the value of ``cfg.optimized_metric`` so Hydra sweepers can
+optimise it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from dltrain.checkpointing import resume
+from dltrain.checkpointing.signals import StopOnSignal, interruption
+from dltrain.commands import build
+from dltrain.config.checks import is_multirun, validate_run
+from dltrain.errors import ConfigError, find_user_error
+from dltrain.records import terminal
+from dltrain.records.results import write_results
+from dltrain.runtime.process import (
+    gpus_hidden_on_cpu,
+    is_rank_zero,
+    process_settings,
+    quiet_known_warnings,
+)
+from dltrain.tracking.redact import redact
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train (and test) one configuration; write ``results.json`` even if it fails."""
+    validate_run(cfg)  # before any data is loaded or directory filled
+    run_dir = Path(cfg.paths.output_dir)
+    if is_rank_zero():
+        terminal.show_config(cfg, run_dir, echo=not is_multirun())
+    started = time.monotonic()
+    try:
+        with gpus_hidden_on_cpu(cfg):
+            record = fit_and_test(cfg)
+    except BaseException as ex:
+        stopped = interruption(ex, run_dir)  # SIGTERM/SIGINT: checkpoint saved, resumable
+        if is_rank_zero():
+            status, reason = _failure(ex)
+            if stopped:
+                status, reason = "interrupted", str(stopped)
+            write_results(run_dir, status, reason=reason, wall_s=time.monotonic() - started)
+        if stopped:
+            raise stopped from ex
+        raise
+    record["wall_s"] = round(time.monotonic() - started, 3)
+    if record.pop("is_global_zero"):
+        path = write_results(run_dir, "completed", **record)
+        terminal.show_summary(record, run_dir, terminal.tracker_places(cfg))
+        print(f"results: {path}")
+    return _optimized(cfg, record["metrics"])
+
+
+def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
+    import lightning.pytorch as pl
+    import torch
+
+    from dltrain.checkpointing.nan_guard import NanGuard
+
+    quiet_known_warnings()
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    process_settings(cfg)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
+
+    datamodule = build.datamodule(cfg)
+    module = build.classifier(cfg)
+    loggers = build.loggers(cfg)
+    callbacks = build.callbacks(cfg, with_logger=bool(loggers))
+    callbacks += [
+        resume.RunState(),
+        StopOnSignal(Path(cfg.paths.output_dir) / resume.LAST),
+        NanGuard(cfg.get("nan_policy", "stop")),
+    ]
+    trainer = build.trainer(cfg, callbacks, loggers)
+    for logger in loggers:
+        logger.log_hyperparams(_flat_config(cfg))
+
+    metrics: dict[str, float] = {}
+    fit_s = 0.0
+    if cfg.train:
+        t0 = time.monotonic()
+        ckpt_path = resume.checkpoint_to_resume(cfg)
+        if ckpt_path and trainer.is_global_zero:
+            print(f"resuming from {ckpt_path}", flush=True)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        fit_s = time.monotonic() - t0
+        metrics.update(_scalars(trainer.callback_metrics))
+    if cfg.test:
+        ckpt = _best_checkpoint(trainer) if cfg.train else cfg.get("ckpt_path")
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False)
+        metrics.update(_scalars(trainer.callback_metrics))
+
+    samples = module.samples_seen * trainer.world_size
+    return {
+        "metrics": metrics,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "fit_s": round(fit_s, 3),
+        "train_s": round(module.train_seconds, 3),
+        "train_samples_per_s": round(samples / fit_s, 1) if fit_s > 0 else None,
+        "best_checkpoint": _best_checkpoint(trainer),
+        "seed": cfg.seed,
+        "world_size": trainer.world_size,
+        "is_global_zero": trainer.is_global_zero,
+    }
+
+
+def _best_checkpoint(trainer: Any) -> str | None:
+    cb = trainer.checkpoint_callback
+    if cb is None:
+        return None
+    return cb.best_model_path or cb.last_model_path or None
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+
+
+def _flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config flattened to ``a/b/c`` keys, as loggers expect hparams."""
+    from omegaconf import OmegaConf
+
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}/")
+        else:
+            out[prefix.rstrip("/")] = (
+                node if isinstance(node, (int, float, str, bool)) else str(node)
+            )
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return redact(out)  # no API keys from the environment in logged hyperparameters
+
+
+def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        if is_multirun():  # a sweeper needs the value
+            raise ConfigError(
+                f"optimized_metric '{name}' was not logged by this run",
+                f"use one of: {', '.join(sorted(metrics))}",
+            )
+        return None
+    return metrics[name]
+
+
+def _failure(ex: BaseException) -> tuple[str, str]:
+    """(status, reason) of a run that raised: "pruned" by a sweep's pruner, else "failed"."""
+    if _was_pruned(ex):
+        return "pruned", str(ex)
+    user = find_user_error(ex)
+    return "failed", str(user) if user else f"{type(ex).__name__}: {ex}"
+
+
+def _was_pruned(ex: BaseException) -> bool:
+    import sys
+
+    # Only a sweep trial imports optuna; no other run can have been pruned.
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(ex, optuna.TrialPruned)

@@ -1,0 +1,132 @@
+"""Checks on the composed config that run before any data is loaded or file written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from dltrain.config import schema
+from dltrain.config.model_data import check_model_takes_data
+from dltrain.errors import ConfigError
+
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def is_multirun() -> bool:
+    """True inside a ``-m`` sweep job (False when Hydra is not running, e.g. in tests)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` for settings that cannot work on this machine or together."""
+    data = cfg.get("data")
+    if data is not None and "tokenizer" in data and "shape" in data:
+        # A text model brings data.tokenizer; on tensor data the schema would call that
+        # key unknown, while the real mistake is the model/data pair: report that first.
+        check_model_takes_data(cfg)
+    schema.check(cfg)  # types, ranges, keys, combinations: the config alone, no torch
+    check_hardware(cfg)
+    check_model_takes_data(cfg)
+    check_modality(cfg)
+
+
+def validate_run(cfg: DictConfig) -> None:
+    """``validate`` a training run; a rejected config leaves no run directory behind.
+
+    Hydra creates the run directory (``.hydra/`` and the log file) before the task
+    starts; when validation rejects the config, a directory holding nothing else is
+    removed, so a typo does not litter ``outputs/``. In a sweep the trial's directory
+    stays, with a ``results.json`` that says why it failed.
+    """
+    try:
+        validate(cfg)
+        check_checkpoint(cfg)
+    except ConfigError as ex:
+        if is_multirun():  # a sweep keeps every trial's record, rejected ones too
+            from dltrain.records.results import write_results
+
+            write_results(Path(str(cfg.paths.output_dir)), "failed", reason=str(ex))
+        else:
+            discard_unused_run_dir(cfg)
+        raise
+
+
+def check_checkpoint(cfg: DictConfig) -> None:
+    """``ckpt_path`` of a training run must exist (``dl-eval`` checks its own)."""
+    if cfg.get("ckpt_path") and not Path(str(cfg.ckpt_path)).is_file():
+        raise ConfigError(
+            f"checkpoint {cfg.ckpt_path} does not exist",
+            "pass ckpt_path=<run dir>/checkpoints/<file>.ckpt of a finished or interrupted run",
+        )
+
+
+def discard_unused_run_dir(cfg: DictConfig) -> None:
+    try:
+        run_dir = Path(str(cfg.paths.output_dir))
+    except Exception:  # noqa: BLE001 - no Hydra run (e.g. in-process tests without a path)
+        return
+    if not run_dir.is_dir():
+        return
+    leftovers = [p for p in run_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"]
+    if not leftovers:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def check_hardware(cfg: DictConfig) -> None:
+    """GPU profiles need CUDA; say so before anything starts."""
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    strategy = cfg.trainer.get("strategy")
+    strategy_name = strategy if isinstance(strategy, str) else str(strategy.get("_target_", ""))
+    needs_gpu = accelerator in GPU_ACCELERATORS or "FSDP" in strategy_name
+    if not needs_gpu:
+        return
+    import torch  # only now: CPU configs are checked without importing torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"this trainer profile needs a CUDA GPU (trainer.accelerator={accelerator}), "
+            "but torch sees none",
+            "use trainer=cpu (or trainer=ddp_cpu for several processes), "
+            "or run on a machine with an NVIDIA GPU and a CUDA build of torch",
+        )
+
+
+def check_modality(cfg: DictConfig) -> None:
+    """Text data needs a text model (``takes = "text"``). Text data has no ``data.shape``,
+    so ``check_model_takes_data`` (which reads the shape) leaves it to this check; a text
+    model given tensor data is refused there."""
+    from hydra.utils import get_object
+
+    from dltrain.config.model_data import model_kind
+
+    data_target = cfg.data.get("_target_") if cfg.get("data") is not None else None
+    model_target = cfg.model.get("_target_") if cfg.get("model") is not None else None
+    if not data_target or not model_target:
+        return
+    try:
+        gives = str(getattr(get_object(str(data_target)), "gives", "tensors"))
+        takes = model_kind(str(model_target))
+    except Exception:  # noqa: BLE001 - a bad _target_ is reported when it is instantiated
+        return
+    if gives == "text" and takes != "text":
+        m, d = _choice(cfg, "model"), _choice(cfg, "data")
+        raise ConfigError(
+            f"model {m} reads tensors (images or arrays), but data {d} holds text",
+            "use a text model (model=textcnn or model=hf_classifier) for text data",
+        )
+
+
+def _choice(cfg: DictConfig, group: str) -> str:
+    """``model=textcnn`` as the user chose it, or the node's ``_target_`` outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get(group)
+        if choice:
+            return f"{group}={choice}"
+    return f"'{cfg[group].get('_target_')}'"

@@ -1,1 +1,0 @@
-"""Networks (plain ``nn.Module``s built from input shape + class count) and the Classifier."""

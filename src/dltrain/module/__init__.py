@@ -1,0 +1,1 @@
+"""The LightningModule (what is learned: loss, metrics, optimizers) and its schedules."""

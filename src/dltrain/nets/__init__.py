@@ -1,0 +1,1 @@
+"""Networks: plain nn.Modules built from the data's shape and class count; no Lightning."""

@@ -1,0 +1,141 @@
+"""Plots of a run: learning curves, learning rate and the test confusion matrix.
+
+The callback keeps the per-epoch history itself (it does not depend on which logger
+is configured), saves it with checkpoints and in ``history.json``, so a resumed run
+plots every epoch. PNGs are (re)written at the end of fitting, at the start of a
+resumed fit and after testing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from dltrain.records import plotting
+from dltrain.records.history import Row, merge_rows, read_history, write_history
+
+log = logging.getLogger(__name__)
+
+
+class RunPlots(Callback):
+    """Write ``<output_dir>/plots/*.png`` and ``<output_dir>/history.json``.
+
+    Args:
+        output_dir: the run directory.
+        num_classes: classes of the confusion matrix.
+        class_names: optional labels for the matrix axes (indices otherwise).
+
+    The confusion matrix needs the test predictions: ``test_step`` returns
+    ``{"preds": ..., "target": ...}`` and a torchmetrics ``MulticlassConfusionMatrix``
+    accumulates them on the device (synced across processes under DDP).
+    """
+
+    def __init__(
+        self, output_dir: str, num_classes: int, class_names: list[str] | None = None
+    ) -> None:
+        self.run_dir = Path(output_dir)
+        self.plot_dir = self.run_dir / "plots"
+        self.num_classes = int(num_classes)
+        self.class_names = list(class_names) if class_names else None
+        self.rows: list[Row] = []
+        self._open: Row | None = None  # the epoch in progress
+        self._confmat: MulticlassConfusionMatrix | None = None
+
+    # ---- history ---------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The restored epoch counter is known here (not yet in on_fit_start). Keep what
+        # the checkpoint and this run dir's history.json know about earlier epochs.
+        epoch = trainer.current_epoch
+        if epoch > 0:
+            disk = read_history(self.run_dir)
+            self.rows = [r for r in merge_rows(self.rows, disk) if r["epoch"] < epoch]
+            self._write_curves(trainer)
+        else:
+            self.rows = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close_epoch(trainer)
+        lrs: Row = {}
+        for i, opt in enumerate(trainer.optimizers):
+            for j, group in enumerate(opt.param_groups):
+                name = f"lr-{type(opt).__name__}" + (f"-{j}" if len(opt.param_groups) > 1 else "")
+                lrs[name if i == 0 else f"{name}-opt{i}"] = float(group["lr"])
+        self._open = {"epoch": trainer.current_epoch, **lrs}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close_epoch(trainer)
+        self._write_curves(trainer)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        # A stopped run (pruned, failed, interrupted) still gets the epochs it completed.
+        self._write_curves(trainer)
+
+    def _close_epoch(self, trainer: pl.Trainer) -> None:
+        """Complete the open epoch's row. Called at the next epoch's start (or the end):
+        the module logs its train metrics after the callbacks' ``on_train_epoch_end``."""
+        if self._open is None:
+            return
+        row = self._open
+        for key, value in trainer.callback_metrics.items():
+            # Learning rates were read at the epoch's start; callback_metrics may already
+            # hold the next epoch's (the LR monitor logs them at epoch start too).
+            if key.startswith(("test/", "lr-")) or value.numel() != 1:
+                continue
+            row[key] = float(value)
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+        self._open = None
+        if trainer.is_global_zero:
+            write_history(self.run_dir, self.rows)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
+    # ---- confusion matrix ----------------------------------------------------------------
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._confmat = MulticlassConfusionMatrix(self.num_classes).to(pl_module.device)
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._confmat is not None and isinstance(outputs, dict) and "preds" in outputs:
+            self._confmat.update(outputs["preds"], outputs["target"])
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._confmat is None or not self._confmat.update_called:
+            return
+        matrix = self._confmat.compute()  # every rank takes part in the sync
+        self._confmat = None
+        if trainer.is_global_zero:
+            names = self.class_names or getattr(trainer.datamodule, "classes", None)
+            path = plotting.confusion_matrix(
+                matrix.cpu().numpy(), self.plot_dir / "confusion_matrix.png", names
+            )
+            log.info("wrote %s", path)
+
+    # ---- figures -------------------------------------------------------------------------
+    def _write_curves(self, trainer: pl.Trainer) -> None:
+        if not (trainer.is_global_zero and self.rows):
+            return
+        plotting.learning_curves(
+            self.rows, self.plot_dir / "learning_curves.png", title=self._title()
+        )
+        plotting.learning_rate(self.rows, self.plot_dir / "learning_rate.png")
+
+    def _title(self) -> str:
+        return f"Learning curves: {self.run_dir.name}"

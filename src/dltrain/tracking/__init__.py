@@ -1,0 +1,1 @@
+"""Loggers (CSV, W&B) and redaction of secrets from what they record."""
