@@ -23,7 +23,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from conftest import BIN, ROOT, make_cifar10, make_mnist, run_cli
-from dltrain import errors, schema
+from dltrain import errors
+from dltrain.config import schema
 from dltrain.config.checks import validate_run
 
 CONFIGS = ROOT / "configs"
@@ -265,7 +266,7 @@ def _expected(case: Case, tmp: Path) -> str:
 
 def compose_and_prepare(args: list[str], tmp: Path) -> None:
     """What dl-train does before training: compose, validate, load the data."""
-    from dltrain import build
+    from dltrain.commands import build
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"paths.output_dir={tmp}/run", *args])
@@ -308,7 +309,7 @@ def test_config_errors_do_not_import_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "sys.argv = ['dl-train', 'optimizer.lr=-1']\n"
-        "from dltrain import cli\n"
+        "from dltrain.commands import cli\n"
         "try:\n    cli.train_main()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
         "print('HEAVY', 'torch' in sys.modules, 'lightning' in sys.modules)\n"
     )

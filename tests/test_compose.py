@@ -112,7 +112,7 @@ def test_help_lists_groups_without_importing_torch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "sys.argv = ['dl-train', '--help']\n"
-        "from dltrain import cli\n"
+        "from dltrain.commands import cli\n"
         "try:\n    cli.train_main()\nexcept SystemExit:\n    pass\n"
         "print('HEAVY', 'torch' in sys.modules, 'lightning' in sys.modules)\n"
     )

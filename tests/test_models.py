@@ -147,7 +147,7 @@ def test_finetune_folder_experiment_runs_offline(tmp_path: Path, data_root: Path
 
 # ---- transfer learning, offline ------------------------------------------------------------
 def _build(cfg):
-    from dltrain import build
+    from dltrain.commands import build
 
     return build.datamodule(cfg), build.classifier(cfg)
 
@@ -156,7 +156,7 @@ def test_weights_path_loads_and_frozen_backbone_stays_while_head_learns(tmp_path
     import lightning.pytorch as pl
     import torchvision
 
-    from dltrain import build
+    from dltrain.commands import build
 
     saved = torchvision.models.resnet18(weights=None).state_dict()
     weights = tmp_path / "resnet18.pth"

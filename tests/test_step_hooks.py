@@ -14,8 +14,8 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from conftest import ROOT
-from dltrain import build
 from dltrain.checkpointing.nan_guard import NanGuard
+from dltrain.commands import build
 from dltrain.errors import RunError
 
 SMALL = ["data=synthetic", "data.shape=[1,6,6]", "data.num_classes=4", "trainer.max_epochs=2",
@@ -104,7 +104,7 @@ def test_classifier_plain_attributes_and_registered_tensors_behave_as_in_nn_modu
 def test_collector_is_off_during_imports_then_frozen_once_and_back_on() -> None:
     import gc
 
-    from dltrain import startup
+    from dltrain.runtime import startup
 
     gc.unfreeze()  # start as a fresh process does: nothing frozen
     try:
