@@ -38,9 +38,16 @@ def classifier(cfg: DictConfig) -> Classifier:
         monitor=cfg.monitor,
         # Unresolved, so `dl-eval paths.data_dir=...` re-resolves what depends on it.
         run_config=OmegaConf.to_container(cfg, resolve=False),
+        metrics=classification_metrics(cfg),
     )
     skip_unused_module_hooks(module)  # ~0.02 ms a step (callbacks/hooks.py)
     return module
+
+
+def classification_metrics(cfg: DictConfig) -> dict[str, list[str]]:
+    """``cfg.metrics`` as plain lists by stage (absent in older stored configs: none)."""
+    node = cfg.get("metrics")
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
 
 def has_validation(cfg: DictConfig) -> bool:

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from dltrain.config import schema
 from dltrain.config.model_data import check_model_takes_data
 from dltrain.errors import ConfigError
+from dltrain.module.metrics import check_metric_names
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 
@@ -30,9 +31,24 @@ def validate(cfg: DictConfig) -> None:
         # key unknown, while the real mistake is the model/data pair: report that first.
         check_model_takes_data(cfg)
     schema.check(cfg)  # types, ranges, keys, combinations: the config alone, no torch
+    check_metric_names(_plain_metrics(cfg))
     check_hardware(cfg)
     check_model_takes_data(cfg)
     check_modality(cfg)
+
+
+def _plain_metrics(cfg: DictConfig) -> dict | None:
+    from omegaconf import OmegaConf
+
+    node = cfg.get("metrics")
+    if node is None:
+        return None
+    if not OmegaConf.is_dict(node):
+        raise ConfigError(
+            f"metrics={node} is not a node of stages",
+            "use e.g. metrics.test=[auroc,f1_macro] metrics.val=[]",
+        )
+    return OmegaConf.to_container(node, resolve=True)
 
 
 def validate_run(cfg: DictConfig) -> None:

@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from dltrain.module import metrics as extra_metrics
+
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 #: Value types ``Classifier.__setattr__`` stores without ``nn.Module``'s checks.
@@ -27,7 +29,7 @@ _PLAIN_VALUES = frozenset({str, int, float, bool, type(None)})
 
 class Classifier(pl.LightningModule):
     """Train/validate/test a classifier; logs ``{train,val,test}/{loss,acc}`` and
-    ``val/acc_best``.
+    ``val/acc_best``, plus the metrics named in ``metrics`` (e.g. ``test/auroc``).
 
     Args:
         net: any ``nn.Module`` mapping a batch of inputs to class logits.
@@ -38,6 +40,9 @@ class Classifier(pl.LightningModule):
         monitor: metric a plateau scheduler watches.
         run_config: the composed run config as plain values, stored in checkpoints so
             ``dl-eval`` can rebuild the model.
+        metrics: more metrics by stage, ``{"test": ["auroc", "f1_macro"], "val": [...]}``,
+            logged as ``<stage>/<name>`` beside accuracy (names: ``module/metrics.py``).
+            Validation ones cost a pass over the stored probabilities every epoch.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class Classifier(pl.LightningModule):
         scheduler_interval: str = "epoch",
         monitor: str = "val/acc",
         run_config: dict | None = None,
+        metrics: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -60,6 +66,15 @@ class Classifier(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        extra_metrics.check_metric_names(metrics)
+        metrics = metrics or {}
+        # Modules, so they follow the module's device; empty dicts cost nothing per step.
+        self.val_extra = nn.ModuleDict(
+            extra_metrics.build_metrics(list(metrics.get("val") or ()), num_classes)
+        )
+        self.test_extra = nn.ModuleDict(
+            extra_metrics.build_metrics(list(metrics.get("test") or ()), num_classes)
+        )
         self.val_acc_best = MaxMetric()
         # The best score is part of checkpoints: a resumed run keeps it.
         self.val_acc_best.persistent(True)
@@ -137,6 +152,7 @@ class Classifier(pl.LightningModule):
         loss, logits, y = self._step(batch)
         self.val_loss.update(loss, weight=len(y))
         self.val_acc.update(logits, y)
+        _update_extra(self.val_extra, logits, y)
 
     def on_validation_epoch_end(self) -> None:
         acc = self.val_acc.compute()
@@ -147,12 +163,14 @@ class Classifier(pl.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute())
         self.val_loss.reset()
         self.val_acc.reset()
+        _log_extra(self, self.val_extra, "val")
 
     # ---- test ------------------------------------------------------------------------------
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         loss, logits, y = self._step(batch)
         self.test_loss.update(loss, weight=len(y))
         self.test_acc.update(logits, y)
+        _update_extra(self.test_extra, logits, y)
         # For callbacks (the confusion-matrix plot); Lightning does not keep them.
         return {"preds": logits.argmax(-1), "target": y}
 
@@ -161,6 +179,7 @@ class Classifier(pl.LightningModule):
         self.log("test/acc", self.test_acc.compute())
         self.test_loss.reset()
         self.test_acc.reset()
+        _log_extra(self, self.test_extra, "test")
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self.net(batch[0]).softmax(-1)
@@ -204,3 +223,17 @@ class Classifier(pl.LightningModule):
                 "std": datamodule.std.cpu().tolist(),
                 "classes": [str(c) for c in getattr(datamodule, "classes", None) or []],
             }
+
+
+def _update_extra(metrics: nn.ModuleDict, logits: Tensor, y: Tensor) -> None:
+    if len(metrics):
+        probs = logits.float().softmax(-1)
+        for metric in metrics.values():
+            extra_metrics.update(metric, probs, y)
+
+
+def _log_extra(module: pl.LightningModule, metrics: nn.ModuleDict, stage: str) -> None:
+    for name, metric in metrics.items():
+        if metric.update_called:
+            module.log(f"{stage}/{name}", metric.compute())
+        metric.reset()
