@@ -1,5 +1,5 @@
 # dl-train: `make train` runs the default experiment, `make test` the test suite.
-# Both create .venv and install the package (editable, with dev extras) first.
+# Both create .venv and install the package (editable, every extra and the dev tools) first.
 SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,10 +14,10 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || python3 -m venv $(VENV)
 	@echo "installing dl-train and its dependencies into $(VENV) (about a minute)..."
-	@$(BIN)/pip install -q -e '.[dev]' > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@$(BIN)/pip install -q -e '.[all,dev]' > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install dl-train (editable, dev extras)
+install: $(STAMP) ## create .venv and install dl-train (editable, [all,dev] extras)
 
 train: $(STAMP) ## run the default experiment (digits, offline) and print test accuracy
 	$(BIN)/dl-train

@@ -149,7 +149,7 @@ def test_finetune_folder_experiment_runs_offline(tmp_path: Path, data_root: Path
 def _build(cfg):
     from dltrain.commands import build
 
-    return build.datamodule(cfg), build.classifier(cfg)
+    return build.datamodule(cfg), build.module(cfg)
 
 
 def test_weights_path_loads_and_frozen_backbone_stays_while_head_learns(tmp_path: Path) -> None:

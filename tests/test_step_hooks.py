@@ -47,7 +47,7 @@ def test_implemented_batch_hooks_run_every_step_and_the_rest_are_skipped(tmp_pat
     cfg = _cfg(tmp_path, [])
     counter, guard = Counter(), NanGuard()
     trainer = build.trainer(cfg, [counter, guard], [])
-    module = build.classifier(cfg)
+    module = build.module(cfg)
     trainer.fit(module, datamodule=build.datamodule(cfg))
 
     assert trainer.global_step > 0
@@ -87,7 +87,7 @@ def test_nan_guard_checks_every_n_losses_without_waiting_for_the_epoch_end() -> 
 def test_classifier_plain_attributes_and_registered_tensors_behave_as_in_nn_module(
     tmp_path: Path,
 ) -> None:
-    module = build.classifier(_cfg(tmp_path, []))
+    module = build.module(_cfg(tmp_path, []))
     module.samples_seen = 5
     module._current_fx_name = None
     assert module.samples_seen == 5 and module._current_fx_name is None

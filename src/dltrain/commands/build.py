@@ -3,6 +3,7 @@ trainer). Shared by ``train.py`` and ``evaluate.py`` so both build the same thin
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning.pytorch as pl
@@ -12,36 +13,84 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.checkpointing.checkpoint_io import SafeCheckpointIO
-from dltrain.data.memory import InMemoryDataModule
-from dltrain.module.classifier import Classifier
+from dltrain.errors import ConfigError
 from dltrain.runtime.hooks import skip_unused_callback_hooks, skip_unused_module_hooks
 
+#: Keys of a data config that describe the data to the other configs (``in_shape:
+#: ${data.shape}``, ``num_classes: ${data.num_classes}``): a data module whose
+#: constructor does not take them is built without them.
+DESCRIPTIVE = ("shape", "num_classes")
 
-def datamodule(cfg: DictConfig) -> InMemoryDataModule:
-    return instantiate(cfg.data)
+
+def datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """The data module of ``cfg.data``: a built-in in-memory one, or any
+    LightningDataModule whose batches are ``(x, y)``."""
+    from hydra.utils import get_class
+
+    node = cfg.data
+    takes = _accepted(get_class(node._target_), dict.fromkeys(DESCRIPTIVE))
+    drop = [k for k in DESCRIPTIVE if k in node and k not in takes]
+    if drop:
+        node = OmegaConf.masked_copy(node, [k for k in node if k not in drop])
+    return instantiate(node)
 
 
-def classifier(cfg: DictConfig) -> Classifier:
-    """The net from ``cfg.model`` inside the Classifier, with optimizer and scheduler."""
+#: The module of configs stored before the ``module`` group existed (old checkpoints).
+DEFAULT_MODULE = {
+    "_target_": "dltrain.module.classifier.Classifier",
+    "num_classes": "${data.num_classes}",
+    "monitor": "${monitor}",
+}
+
+
+def module(cfg: DictConfig) -> pl.LightningModule:
+    """The LightningModule of ``cfg.module`` (the Classifier by default) around the net
+    of ``cfg.model``. Besides its config keys it gets, when its constructor takes them,
+    the built net (``net``), the optimizer and scheduler factories (``optimizer``,
+    ``scheduler``, ``scheduler_interval``) and ``metrics`` (the Classifier's extra
+    metrics): a user's module needs none of them."""
     net = instantiate(cfg.model)
     if cfg.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)  # its convs then output channels-last
     if cfg.get("compile"):
         net.compile()  # in place: state_dict keys stay the same as without compile
     sched = cfg.scheduler.get("scheduler")
-    module = Classifier(
-        net=net,
-        num_classes=cfg.data.num_classes,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(sched) if sched is not None else None,
-        scheduler_interval=cfg.scheduler.get("interval", "epoch"),
-        monitor=cfg.monitor,
-        # Unresolved, so `dl-eval paths.data_dir=...` re-resolves what depends on it.
-        run_config=OmegaConf.to_container(cfg, resolve=False),
-        metrics=classification_metrics(cfg),
-    )
-    skip_unused_module_hooks(module)  # ~0.02 ms a step (callbacks/hooks.py)
-    return module
+    given = {
+        "net": net,
+        "optimizer": instantiate(cfg.optimizer),
+        "scheduler": instantiate(sched) if sched is not None else None,
+        "scheduler_interval": cfg.scheduler.get("interval", "epoch"),
+        "metrics": classification_metrics(cfg),
+    }
+    node = cfg.get("module")
+    if node is None:
+        node = OmegaConf.create(DEFAULT_MODULE, parent=cfg)
+    factory = instantiate(node, _partial_=True)
+    out = factory(**_accepted(factory.func, given))
+    if not isinstance(out, pl.LightningModule):
+        raise ConfigError(
+            f"module {node._target_} is a {type(out).__name__}, not a LightningModule",
+            "name a lightning.pytorch.LightningModule subclass in configs/module/",
+        )
+    skip_unused_module_hooks(out)  # ~0.02 ms a step (callbacks/hooks.py)
+    return out
+
+
+def _accepted(target: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``given`` that ``target``'s signature takes (all, with **kwargs)."""
+    params = inspect.signature(target).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return given
+    names = {p.name for p in params}
+    return {k: v for k, v in given.items() if k in names}
+
+
+def record_callback(cfg: DictConfig) -> Callback:
+    """Stores the run's config (unresolved, so ``dl-eval paths.data_dir=...`` re-resolves
+    what depends on it) and the input statistics in every checkpoint."""
+    from dltrain.checkpointing.run_record import RecordRunInCheckpoint
+
+    return RecordRunInCheckpoint(OmegaConf.to_container(cfg, resolve=False))
 
 
 def classification_metrics(cfg: DictConfig) -> dict[str, list[str]]:

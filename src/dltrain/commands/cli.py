@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from dltrain import errors
+from dltrain.config import project
 from dltrain.config.paths import CONFIG_DIR
 from dltrain.runtime import startup
 
@@ -37,6 +38,10 @@ def _run_app(app: Callable[[], object]) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     startup.defer_collection()  # until the task has imported what it needs
     try:
+        # The user's project: --config-dir folders go in front of the built-in configs
+        # (see config/project.py), and the folder it runs from is importable.
+        sys.argv[1:] = project.take_config_dirs(sys.argv[1:])
+        project.make_code_importable()
         app()
     except KeyboardInterrupt:
         print("error: interrupted — rerun the same command to resume", file=sys.stderr)

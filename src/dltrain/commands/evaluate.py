@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     quiet_known_warnings()
     pl.seed_everything(run_cfg.seed, workers=True, verbose=False)
     datamodule = build.datamodule(run_cfg)
-    module = build.classifier(run_cfg)
+    module = build.module(run_cfg)
     bar = [c for c in build.callbacks(run_cfg, with_logger=False) if _is_progress(c)]
     trainer = build.trainer(run_cfg, bar, [], default_root_dir=cfg.paths.output_dir)
     metrics: dict[str, float] = {}

@@ -70,10 +70,11 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
     datamodule = build.datamodule(cfg)
-    module = build.classifier(cfg)
+    module = build.module(cfg)
     loggers = build.loggers(cfg)
     callbacks = build.callbacks(cfg, with_logger=bool(loggers))
     callbacks += [
+        build.record_callback(cfg),
         resume.RunState(),
         StopOnSignal(Path(cfg.paths.output_dir) / resume.LAST),
         NanGuard(cfg.get("nan_policy", "stop")),
@@ -97,14 +98,15 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False)
         metrics.update(_scalars(trainer.callback_metrics))
 
-    samples = module.samples_seen * trainer.world_size
+    # The Classifier counts samples and training seconds; a user's module may not.
+    samples = getattr(module, "samples_seen", 0) * trainer.world_size
     return {
         "metrics": metrics,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "fit_s": round(fit_s, 3),
-        "train_s": round(module.train_seconds, 3),
-        "train_samples_per_s": round(samples / fit_s, 1) if fit_s > 0 else None,
+        "train_s": round(getattr(module, "train_seconds", fit_s), 3),
+        "train_samples_per_s": round(samples / fit_s, 1) if fit_s > 0 and samples else None,
         "best_checkpoint": _best_checkpoint(trainer),
         "seed": cfg.seed,
         "world_size": trainer.world_size,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dltrain.config import schema
+from dltrain.config import schema, targets
 from dltrain.config.model_data import check_model_takes_data
 from dltrain.errors import ConfigError
 from dltrain.module.metrics import check_metric_names
@@ -25,13 +25,16 @@ def is_multirun() -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for settings that cannot work on this machine or together."""
+    targets.check_extras(cfg)  # a missing extra: say so before anything is imported
     data = cfg.get("data")
     if data is not None and "tokenizer" in data and "shape" in data:
         # A text model brings data.tokenizer; on tensor data the schema would call that
         # key unknown, while the real mistake is the model/data pair: report that first.
+        targets.locate(str(cfg.model.get("_target_")))
         check_model_takes_data(cfg)
     schema.check(cfg)  # types, ranges, keys, combinations: the config alone, no torch
     check_metric_names(_plain_metrics(cfg))
+    targets.check_importable(cfg)  # the user's classes too: named before any data loads
     check_hardware(cfg)
     check_model_takes_data(cfg)
     check_modality(cfg)

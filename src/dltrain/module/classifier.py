@@ -1,4 +1,5 @@
-"""The one LightningModule: cross-entropy classification around any network.
+"""The default LightningModule (``module=classifier``): cross-entropy classification
+around any network.
 
 It knows nothing of a particular net, and its hyperparameters are plain values, so
 checkpoints open with ``torch.load(..., weights_only=True)``; the model itself is
@@ -38,11 +39,12 @@ class Classifier(pl.LightningModule):
         scheduler: ``optimizer -> LR scheduler`` or ``None``.
         scheduler_interval: ``"epoch"`` or ``"step"``.
         monitor: metric a plateau scheduler watches.
-        run_config: the composed run config as plain values, stored in checkpoints so
-            ``dl-eval`` can rebuild the model.
         metrics: more metrics by stage, ``{"test": ["auroc", "f1_macro"], "val": [...]}``,
             logged as ``<stage>/<name>`` beside accuracy (names: ``module/metrics.py``).
             Validation ones cost a pass over the stored probabilities every epoch.
+
+    The run's config and input statistics go into checkpoints through a callback
+    (``checkpointing/run_record.py``), as for any module.
     """
 
     def __init__(
@@ -53,7 +55,6 @@ class Classifier(pl.LightningModule):
         scheduler: SchedulerFactory | None = None,
         scheduler_interval: str = "epoch",
         monitor: str = "val/acc",
-        run_config: dict | None = None,
         metrics: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__()
@@ -62,7 +63,6 @@ class Classifier(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.monitor = monitor
-        self.run_config = run_config or {}
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -211,18 +211,8 @@ class Classifier(pl.LightningModule):
 
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["dltrain_config"] = self.run_config
         if getattr(self, "_train_sums", None) is not None:  # the epoch's sums so far
             checkpoint["dltrain_train_sums"] = [self._train_sums.cpu(), self._train_count]
-        # Per-channel statistics of the [0, 1]-scaled training inputs: prediction needs
-        # them, not the training data.
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        if datamodule is not None and getattr(datamodule, "mean", None) is not None:
-            checkpoint["dltrain_data"] = {
-                "mean": datamodule.mean.cpu().tolist(),
-                "std": datamodule.std.cpu().tolist(),
-                "classes": [str(c) for c in getattr(datamodule, "classes", None) or []],
-            }
 
 
 def _update_extra(metrics: nn.ModuleDict, logits: Tensor, y: Tensor) -> None:
