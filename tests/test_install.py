@@ -10,8 +10,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
+import torch
 
 from conftest import ROOT, run_cli
 
@@ -188,7 +190,9 @@ class MyNet(nn.Module):
 ''',
     # In src/, to show that the project's src/ is importable too.
     "src/stripes_data.py": '''
+import lightning.pytorch as pl
 import numpy as np
+import torch
 import torch
 from dltrain.data.memory import InMemoryDataModule, Split
 
@@ -323,11 +327,86 @@ def test_the_wheel_runs_a_user_project_with_its_own_classes(installed: Path, tmp
     run_dir = project / "outputs" / "run"
     assert "lr: 0.02\n" in (run_dir / ".hydra" / "config.yaml").read_text()
     assert "provider: dl-train project" in (run_dir / ".hydra" / "hydra.yaml").read_text()
-    import torch
-
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # epoch 0-based
     assert state["dltrain_config"]["module"]["_target_"] == "mymodule.MyModule"
     assert state["epoch"] == 1 and set(state["dltrain_data"]) == {"mean", "std", "classes"}
     # Bright rows 2-3 are class 1 in this data; two epochs at lr 0.02 learn that.
     predicted = json.loads((project / "outputs" / "p" / "predictions.json").read_text())
     assert predicted["predictions"][0]["top"][0]["class"] == 1
+
+
+class PairsData(pl.LightningDataModule):
+    """Any LightningDataModule with (x, y) batches: no shape or num_classes arguments."""
+
+    def __init__(self, n: int = 64) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 6, generator=gen)
+        self.y = (self.x[:, 0] > 0).long()
+
+    def _loader(self) -> torch.utils.data.DataLoader:
+        pairs = torch.utils.data.TensorDataset(self.x, self.y)
+        return torch.utils.data.DataLoader(pairs, batch_size=16)
+
+    train_dataloader = val_dataloader = test_dataloader = _loader
+
+
+def test_any_lightning_data_module_with_x_y_batches_trains(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from dltrain.commands.train import fit_and_test
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                f"paths.output_dir={tmp_path}",
+                "+data.n=48",
+                "data._target_=test_install.PairsData",
+                "data.shape=[6]",  # for the net (in_shape: ${data.shape}), not the module
+                "data.num_classes=2",
+                "logger=none",
+                "callbacks=none",
+                "trainer.max_epochs=4",
+                "metrics.test=[]",
+            ],
+        )
+    from omegaconf import open_dict
+
+    with open_dict(cfg):  # keys of the digits config that PairsData does not take
+        for key in ("batch_size", "eval_batch_size", "val_fraction", "seed", "mean", "std"):
+            cfg.data.pop(key)
+    record = fit_and_test(cfg)
+    assert record["steps"] == 12  # 48 samples, batches of 16, 4 epochs
+    assert record["metrics"]["test/acc"] > 0.6  # y is the sign of x[:, 0]: learnable
+
+
+def test_an_unimportable_target_is_named_before_any_data_loads(tmp_path: Path) -> None:
+    """Config folders from --config-dir and DLTRAIN_CONFIG_PATH join the built-in ones;
+    the user's module is not importable from here."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "model").mkdir(parents=True)
+    (elsewhere / "model" / "mynet.yaml").write_text(USER_FILES["configs/model/mynet.yaml"])
+    more = tmp_path / "more"
+    (more / "data").mkdir(parents=True)
+    (more / "data" / "stripes.yaml").write_text(USER_FILES["configs/data/stripes.yaml"])
+    work = tmp_path / "work"
+    work.mkdir()
+    args = ["--config-dir", str(elsewhere), "model=mynet", "data=stripes"]
+    r = run_cli(args, work, env={"DLTRAIN_CONFIG_PATH": str(more)})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (
+        "error: cannot import mynet.MyNet (No module named 'mynet') — run dl-train from the "
+        "folder that holds mynet.py, add it to PYTHONPATH, or pip install your package"
+    )
+    assert not (work / "outputs").exists() or not list((work / "outputs").rglob("*.ckpt"))
+    # A misspelled class in a module that does import: the names it has.
+    (work / "mynet.py").write_text(USER_FILES["mynet.py"])
+    misspelled = USER_FILES["configs/model/mynet.yaml"].replace("MyNet", "MyNett")
+    (elsewhere / "model" / "mynet.yaml").write_text(misspelled)
+    r = run_cli(args, work, env={"DLTRAIN_CONFIG_PATH": str(more)})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (
+        "error: cannot import mynet.MyNett (mynet has no attribute 'MyNett') — "
+        "check the _target_ spelling (did you mean 'MyNet'?)"
+    )

@@ -30,9 +30,10 @@ def datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     node = cfg.data
     takes = _accepted(get_class(node._target_), dict.fromkeys(DESCRIPTIVE))
     drop = [k for k in DESCRIPTIVE if k in node and k not in takes]
-    if drop:
-        node = OmegaConf.masked_copy(node, [k for k in node if k not in drop])
-    return instantiate(node)
+    if not drop:
+        return instantiate(node)
+    plain = OmegaConf.to_container(node, resolve=True)  # resolved while it has its parent
+    return instantiate({k: v for k, v in plain.items() if k not in drop})
 
 
 #: The module of configs stored before the ``module`` group existed (old checkpoints).

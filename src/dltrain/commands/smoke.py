@@ -63,7 +63,8 @@ def run_one(name: str, source: str, overrides: list[str], out: Path) -> Outcome:
     seconds = time.monotonic() - started
     errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
     error = errors[-1] if errors else (done.stderr.strip().splitlines() or [""])[-1]
-    return Outcome(name, source, done.returncode == 0, seconds, "" if done.returncode == 0 else error)
+    ok = done.returncode == 0
+    return Outcome(name, source, ok, seconds, "" if ok else error)
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dl-smoke-") as tmp:
         for name, source in chosen:
             outcome = run_one(name, source, overrides, Path(tmp))
-            print(f"{'pass' if outcome.ok else 'FAIL'}  {name} ({outcome.seconds:.1f} s)", flush=True)
+            result = "pass" if outcome.ok else "FAIL"
+            print(f"{result}  {name} ({outcome.seconds:.1f} s)", flush=True)
             outcomes.append(outcome)
     print(table(outcomes))
     return 0 if all(o.ok for o in outcomes) else 1
