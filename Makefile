@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/datasets
 
-.PHONY: help install train test lint bench clean
+.PHONY: help install train test smoke lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ train: $(STAMP) ## run the default experiment (digits, offline) and print test a
 test: $(STAMP) ## run the test suite (and the layer contracts)
 	$(BIN)/lint-imports --no-cache > /dev/null || $(BIN)/lint-imports --no-cache
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+
+smoke: $(STAMP) ## every experiment config for one batch on the CPU: a pass/fail table
+	$(BIN)/dl-smoke paths.data_dir=$(abspath $(DATA_DIR))
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check src tests scripts

@@ -17,20 +17,36 @@ import torch
 
 from conftest import ROOT, run_cli
 
-# Makes the named modules look not installed, as in a base install without an extra.
-ABSENT = '''
-import os, sys
+# Makes the named modules and their distributions look not installed, as in a base
+# install without an extra (Lightning and torchmetrics ask importlib.metadata first).
+ABSENT = """
+import importlib.metadata as _md
+import os
+import sys
+
+_names = set(os.environ["DLTRAIN_TEST_ABSENT"].split(","))
+
 
 class _Absent:
-    names = set(os.environ["DLTRAIN_TEST_ABSENT"].split(","))
-
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in self.names:
+        if name.split(".")[0] in _names:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
+
+def _hide(real):
+    def hidden(name, *args, **kwargs):
+        if name.replace("-skinny", "") in _names:
+            raise _md.PackageNotFoundError(name)
+        return real(name, *args, **kwargs)
+
+    return hidden
+
+
+_md.version, _md.distribution = _hide(_md.version), _hide(_md.distribution)
 sys.meta_path.insert(0, _Absent())
-'''
+"""
+EXTRA_MODULES = ("transformers", "tokenizers", "datasets", "mlflow", "tensorboard", "tensorboardX")
 
 
 def _without(tmp_path: Path, *modules: str) -> dict[str, str]:
@@ -51,17 +67,23 @@ def test_extras_all_is_the_union_of_the_others() -> None:
     assert {"text", "mlflow", "tensorboard"} <= set(extras)
 
 
-def test_a_config_needing_a_missing_extra_fails_at_once(tmp_path: Path) -> None:
-    env = _without(tmp_path, "transformers", "mlflow")
+def test_without_extras_the_digits_train_and_configs_needing_one_fail_at_once(
+    tmp_path: Path,
+) -> None:
+    env = _without(tmp_path, *EXTRA_MODULES)
+    r = run_cli(["debug=fast", "hydra.run.dir=outputs/base"], tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    results = json.loads((tmp_path / "outputs" / "base" / "results.json").read_text())
+    assert results["status"] == "completed" and results["steps"] == 1
     r = run_cli(["model=hf_classifier"], tmp_path, env=env)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == (
         "error: model=hf_classifier needs the text extra — pip install 'dl-train[text]'"
     )
-    r = run_cli(["logger=many", "debug=fast"], tmp_path, env=env)
+    r = run_cli(["logger=mlflow", "debug=fast"], tmp_path, env=env)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip() == (
-        "error: logger=many needs the mlflow extra — pip install 'dl-train[mlflow]'"
+        "error: logger=mlflow needs the mlflow extra — pip install 'dl-train[mlflow]'"
     )
     assert not (tmp_path / "outputs" / "debug" / "runs").exists() or not any(
         (tmp_path / "outputs" / "debug" / "runs").iterdir()
@@ -105,8 +127,11 @@ def _run(target: Path, args: list[str], cwd: Path, **env: str) -> subprocess.Com
     only the wheel's folder on PYTHONPATH (not the checkout's src/)."""
     full = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "PYTHONPATH")}
     full.update(PYTHONPATH=str(target), OMP_NUM_THREADS="1", **env)
-    cmd = [sys.executable, "-m", "dltrain"] if args[0].startswith("-") or "=" in args[0] else []
-    if not cmd:
+    if args[0].startswith("-") or "=" in args[0]:
+        cmd = [sys.executable, "-m", "dltrain"]
+    elif args[0] == "python":
+        cmd, args = [sys.executable], args[1:]
+    else:
         cmd, args = [str(target / "bin" / args[0])], args[1:]
     done = subprocess.run([*cmd, *args], cwd=cwd, env=full, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -409,4 +434,32 @@ def test_an_unimportable_target_is_named_before_any_data_loads(tmp_path: Path) -
     assert r.stderr.strip() == (
         "error: cannot import mynet.MyNett (mynet has no attribute 'MyNett') — "
         "check the _target_ spelling (did you mean 'MyNet'?)"
+    )
+
+
+# ---- dl-init -------------------------------------------------------------------------------
+
+
+def test_dl_init_writes_a_project_that_trains_tests_and_smokes(installed: Path, tmp_path: Path):
+    _run(installed, ["dl-init", "my-proj"], tmp_path)
+    project = tmp_path / "my-proj"
+    for name in ("configs/experiment/my_proj.yaml", "src/my_proj/net.py", "data/sample.csv",
+                 "tests/test_my_proj.py", "README.md", ".github/workflows/ci.yml"):  # fmt: skip
+        assert (project / name).is_file(), name
+    train = ["dl-train", "experiment=my_proj", "hydra.run.dir=outputs/r"]
+    trained = _run(installed, train, project)
+    results = _results(project / "outputs" / "r")
+    # Three well-separated clusters: the test split (12 rows) is classified right.
+    assert results["metrics"]["test/acc"] == 1.0, trained.stdout[-2000:]
+    tested = _run(installed, ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"], project)
+    assert "2 passed" in tested.stdout
+    table = _run(installed, ["dl-smoke"], project).stdout.splitlines()
+    assert table[-1] == "1 of 1 passed"
+    assert table[-2].split()[:3] == ["my_proj", "project", "pass"]
+    again = subprocess.run(
+        [installed / "bin" / "dl-init", "my-proj"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert again.returncode == 2
+    assert again.stderr.strip() == (
+        "error: my-proj exists and is not an empty folder — pass a new folder: dl-init my_project"
     )

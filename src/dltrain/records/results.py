@@ -38,8 +38,11 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    """The project's commit (with ``-dirty`` for local changes), if it is a git checkout."""
-    root = Path(__file__).resolve().parents[2]
+    """dl-train's commit (with ``-dirty`` for local changes) when it runs from a checkout;
+    None for an installed wheel (whose folder may sit inside some other repository)."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / "pyproject.toml").is_file():
+        return None
     try:
         sha = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],

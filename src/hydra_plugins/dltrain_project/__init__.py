@@ -17,8 +17,11 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 class DltrainProjectSearchPath(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        from dltrain.config.paths import CONFIG_DIR
-        from dltrain.config.project import PROVIDER, user_config_dirs
+        try:
+            from dltrain.config.paths import CONFIG_DIR
+            from dltrain.config.project import PROVIDER, user_config_dirs
+        except ImportError:  # another dltrain on the path (an older checkout) without them
+            return
 
         builtin = Path(CONFIG_DIR).resolve()
         main = [e for e in search_path.get_path() if e.provider == "main"]
