@@ -14,9 +14,11 @@ import hydra
 from omegaconf import DictConfig
 
 from dltrain import errors
-from dltrain.config import project
+from dltrain.config import project, run_dirs
 from dltrain.config.paths import CONFIG_DIR
 from dltrain.runtime import startup
+
+run_dirs.register()  # ${unique_dir:...} in configs/hydra/default.yaml
 
 
 def _show_traceback() -> bool:
