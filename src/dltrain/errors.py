@@ -100,8 +100,18 @@ def _describe_hydra(ex: BaseException) -> str | None:
     if m:
         return f"'{m.group(1)}' already exists — drop the leading '+' to change its value"
     if isinstance(ex, (HydraException, OmegaConfBaseException)):
-        cause = ex.__cause__
+        cause = ex.__cause__ or ex.__context__
         detail = _first_line(str(cause)) if cause else _first_line(text)
+        node = cause if isinstance(cause, OmegaConfBaseException) else ex
+        key = getattr(node, "full_key", None)
+        if key:  # name the key: "ValidationError raised while composing config:" does not
+            where = re.match(r"In '([^']+)'", text)
+            place = f" (in {where.group(1)})" if where else ""
+            msg = _first_line(str(getattr(node, "msg", None) or detail))
+            return (
+                f"invalid configuration: {key}{place}: {msg} — "
+                "check the overrides (see dl-train --help)"
+            )
         return f"invalid configuration: {detail} — check the overrides (see dl-train --help)"
     return None
 

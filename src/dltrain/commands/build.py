@@ -123,7 +123,9 @@ def callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:
         # A trial of an Optuna sweep (the sweeper sets cfg.trial): report and prune.
         from dltrain.sweep.pruning import trial_pruning
 
-        out.append(trial_pruning(cfg))
+        pruning = trial_pruning(cfg)
+        if pruning is not None:
+            out.append(pruning)
     return out
 
 

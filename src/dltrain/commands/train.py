@@ -144,18 +144,25 @@ def _flat_config(cfg: DictConfig) -> dict[str, Any]:
     return redact(out)  # no API keys from the environment in logged hyperparameters
 
 
-def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    name = cfg.get("optimized_metric")
-    if not name:
+def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | list[float] | None:
+    """The value of ``optimized_metric`` for a sweeper: one number, or one per name
+    when it is a list (a study with several objectives)."""
+    from omegaconf import ListConfig
+
+    setting = cfg.get("optimized_metric")
+    if not setting:
         return None
-    if name not in metrics:
+    names = [str(n) for n in setting] if isinstance(setting, ListConfig) else [str(setting)]
+    missing = [n for n in names if n not in metrics]
+    if missing:
         if is_multirun():  # a sweeper needs the value
             raise ConfigError(
-                f"optimized_metric '{name}' was not logged by this run",
+                f"optimized_metric '{missing[0]}' was not logged by this run",
                 f"use one of: {', '.join(sorted(metrics))}",
             )
         return None
-    return metrics[name]
+    values = [metrics[n] for n in names]
+    return values if isinstance(setting, ListConfig) else values[0]
 
 
 def _failure(ex: BaseException) -> tuple[str, str]:

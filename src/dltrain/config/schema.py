@@ -58,7 +58,7 @@ class Run:
     nan_policy: str = rule(choices=("stop", "skip"))
     monitor: str = rule()
     monitor_mode: str = rule(choices=("min", "max"))
-    optimized_metric: str | None = rule()
+    optimized_metric: str | list[str] | None = rule()
     compile: bool = rule()
     matmul_precision: str = rule(choices=("highest", "high", "medium"))
 

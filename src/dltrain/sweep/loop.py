@@ -16,18 +16,27 @@ or left running by a killed sweep process do not (the next start runs new ones).
 process asks for a trial and then checks its place: if ``n_trials`` trials come before
 it, it hands the trial back (WAITING, for a later, larger run) and stops, so two
 processes never overshoot the total.
+
+Stopping early (``dltrain.sweep.stopping``): a failure that every trial would share (the
+metric is not logged, data is missing, a class cannot be imported) stops the sweep after
+its first trial instead of repeating it ``n_trials`` times; so does a failed share of
+this process's trials above ``max_failure_rate``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dltrain.sweep import space as sp
+from dltrain.sweep import stopping
+from dltrain.sweep.quiet import quiet_optuna_warnings, warnings_to_log
 
 INTERRUPTED = "interrupted"
 REASON_ATTR = "fail_reason"
@@ -47,6 +56,15 @@ class Sweep:
     n_jobs: int
     launcher: Any
     running: list[Any] = field(default_factory=list)
+    #: Stop when more than this share of this process's finished trials failed.
+    max_failure_rate: float = 1.0
+    #: ``(cfg, trial) -> None``: suggests more parameters (hydra-optuna-sweeper's
+    #: ``custom_search_space``), e.g. ones that depend on the values already drawn.
+    extend_space: Any = None
+    sweep_config: Any = None
+    #: Outcomes of this process's trials, for the stopping rules.
+    finished: int = 0
+    failed: int = 0
 
 
 def counts_toward_total(trial: Any) -> bool:
@@ -55,7 +73,10 @@ def counts_toward_total(trial: Any) -> bool:
     if trial.state == TrialState.WAITING:
         return False
     if trial.state == TrialState.FAIL:
-        return trial.user_attrs.get(REASON_ATTR) != INTERRUPTED
+        # No reason: failed by Optuna's heartbeat check, its worker died (see stale_trials).
+        reason = trial.user_attrs.get(REASON_ATTR)
+        shared = trial.user_attrs.get(stopping.SHARED)
+        return reason is not None and reason != INTERRUPTED and not shared
     return True
 
 
@@ -67,6 +88,7 @@ def ask_within_total(sweep: Sweep) -> Any | None:
     """A new trial, or None when the study already has ``n_trials``."""
     from optuna.trial import TrialState
 
+    stale_trials(sweep.study)
     if counted(sweep.study) >= sweep.n_trials:
         return None
     trial = sweep.study.ask()
@@ -99,6 +121,75 @@ def recover_orphans(study: Any) -> list[int]:
     return recovered
 
 
+def stale_trials(study: Any) -> list[int]:
+    """On database storage with a heartbeat: RUNNING trials whose sweep process stopped
+    sending heartbeats for ``grace_period`` (killed, on any machine) are failed by
+    Optuna's own check; like interrupted trials they do not count toward ``n_trials``."""
+    import optuna
+    from optuna.storages import RDBStorage
+    from optuna.trial import TrialState
+
+    if not (isinstance(study._storage, RDBStorage) and study._storage.heartbeat_interval):
+        return []
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    with quiet_optuna_warnings():  # experimental since Optuna 2.9, chosen knowingly
+        optuna.storages.fail_stale_trials(study)
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    return sorted(before - after)
+
+
+def _first_beat(study: Any, trial: Any) -> None:
+    from optuna.storages import RDBStorage
+
+    storage = study._storage
+    if isinstance(storage, RDBStorage) and storage.heartbeat_interval:
+        storage.record_heartbeat(trial._trial_id)
+
+
+def can_end(study: Any, trial: Any) -> bool:
+    """Whether a RUNNING trial of another process will end or be ended: its process
+    lives on this machine, or the storage's heartbeat check fails it if it died."""
+    from optuna.storages import RDBStorage
+
+    storage = study._storage
+    if isinstance(storage, RDBStorage) and storage.heartbeat_interval:
+        return True
+    owner_host, _, pid = str(trial.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
+    return owner_host == socket.gethostname() and pid.isdigit() and _alive(int(pid))
+
+
+@contextlib.contextmanager
+def heartbeat(sweep: Sweep) -> Iterator[None]:
+    """While the sweep runs: record a heartbeat for each of its running trials every
+    ``heartbeat_interval`` seconds (database storage with a heartbeat only). Optuna
+    does this itself inside ``study.optimize``; the ask/tell loop has to. Another
+    worker's ``fail_stale_trials`` fails the trials of a process that stopped beating."""
+    from optuna.storages import RDBStorage
+
+    storage = sweep.study._storage
+    interval = storage.heartbeat_interval if isinstance(storage, RDBStorage) else None
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial in list(sweep.running):
+                with contextlib.suppress(Exception):  # the trial may have just ended
+                    storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -111,6 +202,9 @@ def _alive(pid: int) -> bool:
 
 def job_overrides(sweep: Sweep, trial: Any) -> list[str]:
     params = sp.suggest(trial, sweep.dims)
+    if sweep.extend_space is not None:
+        sweep.extend_space(sweep.sweep_config, trial)
+        params = {**params, **{k: v for k, v in trial.params.items() if k not in params}}
     trial_keys = [
         f"+trial.number={trial.number}",
         f"+trial.study_name={sp.quote(sweep.study.study_name)}",
@@ -124,30 +218,57 @@ def run_trials(sweep: Sweep) -> None:
     while True:
         batch = []
         for _ in range(sweep.n_jobs):
-            trial = ask_within_total(sweep)
+            with warnings_to_log():
+                trial = ask_within_total(sweep)
             if trial is None:
                 break
             batch.append(trial)
             sweep.running.append(trial)
+            _first_beat(sweep.study, trial)
         if not batch:
             return
-        overrides = [job_overrides(sweep, t) for t in batch]
+        with warnings_to_log():  # e.g. TPE on parameters a custom space adds
+            overrides = [job_overrides(sweep, t) for t in batch]
         try:
             returns = sweep.launcher.launch(overrides, initial_job_idx=batch[0].number)
         except Exception as ex:  # noqa: BLE001 - e.g. a sampled group option that does not exist
             from dltrain.errors import describe
 
+            first = sweep.finished == 0
             for trial in batch:
+                if first and stopping.is_shared(ex, trial.params):
+                    trial.set_user_attr(stopping.SHARED, True)
                 fail(sweep.study, trial, describe(ex)[1])
                 sweep.running.remove(trial)
+            _after_batch(sweep, [(t, ex) for t in batch], len(batch))
             continue
+        first = sweep.finished == 0  # nothing of this process ended yet
+        failures = []
         for trial, ret in zip(batch, returns, strict=True):
-            record(sweep.study, trial, ret)
+            error = record(sweep.study, trial, ret, may_be_shared=first)
             sweep.running.remove(trial)
+            if error is not None:
+                failures.append((trial, error))
+        _after_batch(sweep, failures, len(batch))
 
 
-def record(study: Any, trial: Any, ret: Any) -> None:
-    """Tell the study how a job ended: COMPLETE, PRUNED, or FAIL with the reason."""
+def _after_batch(sweep: Sweep, failures: list[tuple[Any, BaseException]], size: int) -> None:
+    """Count the batch's outcomes; raise ``stopping.SweepStopped`` when the sweep should
+    not go on."""
+    sweep.finished += size
+    sweep.failed += len(failures)
+    for trial, error in failures:
+        if trial.user_attrs.get(stopping.SHARED):
+            raise stopping.SweepStopped(trial.number, error, shared=True)
+    if failures and sweep.failed / sweep.finished > sweep.max_failure_rate:
+        trial, error = failures[-1]
+        raise stopping.SweepStopped(trial.number, error, shared=False)
+
+
+def record(study: Any, trial: Any, ret: Any, may_be_shared: bool = False) -> BaseException | None:
+    """Tell the study how a job ended: COMPLETE, PRUNED, or FAIL with the reason (the
+    error is returned for the stopping rules). ``may_be_shared``: the first trial this
+    process ran; its error is checked for being one every trial would share."""
     import optuna
     from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
@@ -157,13 +278,14 @@ def record(study: Any, trial: Any, ret: Any) -> None:
     if ret.hydra_cfg is not None:
         trial.set_user_attr("run_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
     if ret.status == JobStatus.COMPLETED:
-        value = ret.return_value
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            tell(study, trial, values=float(value))
-            print(f"trial {trial.number}: complete, value {value:.6g}", flush=True)
-            return
-        fail(study, trial, f"the optimized metric is {value}, not a finite number")
-        return
+        values = objective_values(ret.return_value, len(study.directions))
+        if isinstance(values, str):
+            fail(study, trial, values)
+            return ValueError(values)
+        tell(study, trial, values=values)
+        shown = ", ".join(f"{v:.6g}" for v in values)
+        print(f"trial {trial.number}: complete, value {shown}", flush=True)
+        return None
     error = ret._return_value  # the exception; ret.return_value would re-raise it
     if _stopped_by_signal(error):
         # SIGTERM/SIGINT reached the trial (which saved its checkpoint): stop the whole
@@ -172,8 +294,26 @@ def record(study: Any, trial: Any, ret: Any) -> None:
     if isinstance(error, optuna.TrialPruned):
         tell(study, trial, state=TrialState.PRUNED)
         print(f"trial {trial.number}: pruned ({error})", flush=True)
-        return
+        return None
+    if may_be_shared and stopping.is_shared(error, trial.params):
+        # Not counted: the same command, once fixed, still gets its whole n_trials.
+        trial.set_user_attr(stopping.SHARED, True)
     fail(study, trial, describe(error)[1])
+    return error
+
+
+def objective_values(value: Any, n_objectives: int) -> list[float] | str:
+    """The job's return value as the study's objective values, or why it cannot be."""
+    many = value if isinstance(value, (list, tuple)) else [value]
+    if len(many) != n_objectives:
+        return (
+            f"the run returned {len(many)} value(s) for {n_objectives} objective(s) — "
+            "give as many optimized_metric names as hydra.sweeper.direction entries"
+        )
+    for v in many:
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            return f"the optimized metric is {v}, not a finite number"
+    return [float(v) for v in many]
 
 
 def _stopped_by_signal(error: BaseException | None) -> bool:
@@ -206,7 +346,8 @@ def tell(study: Any, trial: Any, **outcome: Any) -> None:
     after the trial's state is already stored. The sweeper caps ``n_trials`` at the
     grid's size, so the loop ends there by itself."""
     try:
-        study.tell(trial, **outcome)
+        with warnings_to_log():
+            study.tell(trial, **outcome)
     except RuntimeError as ex:
         if "Study.stop" not in str(ex):
             raise

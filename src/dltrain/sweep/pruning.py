@@ -44,8 +44,12 @@ def check_finite_loss(trainer: pl.Trainer) -> None:
             )
 
 
-def trial_pruning(cfg: DictConfig) -> TrialPruning:
-    """The callback of the trial named by ``cfg.trial`` (set by the sweeper)."""
+def trial_pruning(cfg: DictConfig) -> TrialPruning | None:
+    """The callback of the trial named by ``cfg.trial`` (set by the sweeper); None for
+    a study with several objectives (Optuna cannot prune those)."""
     from dltrain.sweep.study import load_trial
 
-    return TrialPruning(load_trial(cfg.trial), monitor=cfg.optimized_metric)
+    trial = load_trial(cfg.trial)
+    if len(trial.study.directions) > 1:
+        return None
+    return TrialPruning(trial, monitor=str(cfg.optimized_metric))

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import math
 import signal
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.errors import ConfigError
-from dltrain.sweep import loop, report
+from dltrain.errors import ConfigError, RunError
+from dltrain.sweep import loop, report, stopping
 from dltrain.sweep import study as st
+from dltrain.sweep.quiet import library_chatter_to, warnings_to_log
 from dltrain.sweep.space import Dimension, from_override, parse_space
+
+LOG_FILE = "sweep.log"
+#: Seconds between looks at trials other workers are still running, at the end.
+POLL_S = 1.0
 
 
 def run_sweep(sweeper: Any, arguments: list[str]) -> dict[str, Any]:
@@ -24,24 +30,38 @@ def run_sweep(sweeper: Any, arguments: list[str]) -> dict[str, Any]:
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, sweep_dir / "multirun.yaml")
+    with library_chatter_to(sweep_dir / LOG_FILE):
+        return _run(sweeper, cfg, settings, sweep_dir, arguments)
 
-    fixed, dims = split_arguments(sweeper, arguments, settings.get("params") or {})
-    sweeper.validate_batch_is_legal([[*fixed, *(_example(d) for d in dims)]])
-    url = st.storage_url(settings.get("storage"), sweep_dir)
-    study = st.open_study(
-        str(settings["study_name"]),
-        url,
-        str(settings["direction"]),
-        load_if_exists=bool(settings["load_if_exists"]),
+
+def _run(
+    sweeper: Any, cfg: DictConfig, settings: dict[str, Any], sweep_dir: Path, arguments: list[str]
+) -> dict[str, Any]:
+    params = {**(settings.get("search_space") or {}), **(settings.get("params") or {})}
+    fixed, dims = split_arguments(sweeper, arguments, params)
+    directions = st.directions(settings.get("direction"))
+    # One composed trial config (every searched key at an example value): composition
+    # errors and a metric the run cannot log stop here, before any trial.
+    example = sweeper.hydra_context.config_loader.load_sweep_config(
+        cfg, [*fixed, *(_example(d) for d in dims)]
     )
-    for number in loop.recover_orphans(study):
-        print(
-            f"trial {number} was left running by a sweep process that no longer exists: "
-            "recorded as interrupted, it does not count toward n_trials",
-            flush=True,
+    stopping.check_metrics(example, directions)
+    extend = st.custom_space(settings.get("custom_search_space"))
+    url = st.storage_url(settings.get("storage"), sweep_dir)
+    with warnings_to_log():
+        study = st.open_study(
+            study_name(settings, cfg),
+            url,
+            directions,
+            load_if_exists=bool(settings["load_if_exists"]),
+            heartbeat=(settings.get("heartbeat_interval"), settings.get("grace_period")),
         )
-    study.sampler = st.make_sampler(st.continued_seed(settings.get("sampler"), study), dims)
-    study.set_user_attr(st.PRUNER_ATTR, st.pruner_spec(settings.get("pruner")))
+        _recover(study)
+        sampler = settings.get("sampler")
+        sampler = st.DEFAULT_SAMPLER if sampler is None else sampler
+        study.sampler = st.make_sampler(st.continued_seed(sampler, study), dims)
+        study.set_user_attr(st.PRUNER_ATTR, st.pruner_spec(settings.get("pruner")))
+    metric = report.metric_label(cfg.get("optimized_metric"))
     sweep = loop.Sweep(
         study=study,
         storage_url=url,
@@ -50,24 +70,86 @@ def run_sweep(sweeper: Any, arguments: list[str]) -> dict[str, Any]:
         n_trials=_n_trials(settings, dims),
         n_jobs=max(1, int(settings["n_jobs"])),
         launcher=sweeper.launcher,
+        max_failure_rate=_rate(settings.get("max_failure_rate")),
+        extend_space=extend,
+        sweep_config=cfg,
     )
     print(
         f"study '{study.study_name}' in {url}: {loop.counted(study)} of {sweep.n_trials} "
         f"trials done, {len(dims)} searched parameters",
         flush=True,
     )
+    if len(directions) > 1:
+        print("several objectives: trials are not pruned (Optuna cannot)", flush=True)
     previous = signal.signal(signal.SIGTERM, _stop_sweep)
     try:
-        loop.run_trials(sweep)
+        with loop.heartbeat(sweep):
+            loop.run_trials(sweep)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
         loop.interrupt(study, sweep.running)
-        report.write_report(study, sweep_dir, fixed, str(cfg.get("optimized_metric")))
+        report.write_report(study, sweep_dir, fixed, metric)
         raise KeyboardInterrupt from None
+    except stopping.SweepStopped as stop:
+        report.write_report(study, sweep_dir, fixed, metric)
+        print(stop.explanation(sweep.max_failure_rate), flush=True)
+        raise stop.as_user_error() from stop.error
     finally:
         signal.signal(signal.SIGTERM, previous)
-    summary = report.write_report(study, sweep_dir, fixed, str(cfg.get("optimized_metric")))
+    _wait_for_other_workers(study)
+    summary = report.write_report(study, sweep_dir, fixed, metric)
     report.print_leaderboard(summary, sweep_dir)
+    if not summary["counts"].get("COMPLETE"):
+        raise RunError(
+            f"no trial of study '{study.study_name}' completed "
+            f"({report.counts_text(summary['counts'])})",
+            f"see each trial's reason above or in {sweep_dir}/sweep_summary.json",
+        )
     return summary
+
+
+def study_name(settings: dict[str, Any], cfg: DictConfig) -> str:
+    """``study_name``; null (hydra-optuna-sweeper's default) names the study after the
+    ``hparams_search`` option, else the task."""
+    name = settings.get("study_name")
+    if name is not None and str(name) != "":
+        return str(name)
+    choice = OmegaConf.select(cfg, "hydra.runtime.choices.hparams_search")
+    return str(choice or cfg.get("task_name") or "study")
+
+
+def _recover(study: Any) -> None:
+    for number in loop.recover_orphans(study):
+        print(
+            f"trial {number} was left running by a sweep process that no longer exists: "
+            "recorded as interrupted, it does not count toward n_trials",
+            flush=True,
+        )
+    for number in loop.stale_trials(study):
+        print(
+            f"trial {number} was left running by a sweep process that stopped sending "
+            "heartbeats: recorded as failed, it does not count toward n_trials",
+            flush=True,
+        )
+
+
+def _wait_for_other_workers(study: Any) -> None:
+    """Trials other processes are still running (several workers on one study): wait
+    for them, so that this worker's summary shows the whole study. Trials whose worker
+    died end through the local owner check or the database heartbeat; with neither
+    (a journal file shared with another machine) the summary shows them RUNNING."""
+    from optuna.trial import TrialState
+
+    told = False
+    while True:
+        _recover(study)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running or not all(loop.can_end(study, t) for t in running):
+            return
+        if not told:
+            numbers = ", ".join(str(t.number) for t in running)
+            print(f"waiting for trial(s) {numbers} of other workers to end", flush=True)
+            told = True
+        time.sleep(POLL_S)
 
 
 def _stop_sweep(signum: int, frame: FrameType | None) -> None:
@@ -109,6 +191,16 @@ def _n_trials(settings: dict[str, Any], dims: list[Dimension]) -> int:
     if n < 1:
         raise ConfigError(f"n_trials is {n}", "set hydra.sweeper.n_trials to 1 or more")
     return n
+
+
+def _rate(value: Any) -> float:
+    rate = 1.0 if value is None else float(value)
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(
+            f"hydra.sweeper.max_failure_rate is {rate}",
+            "give a share between 0.0 (stop at the first failure) and 1.0 (never stop)",
+        )
+    return rate
 
 
 def _example(dim: Dimension) -> str:

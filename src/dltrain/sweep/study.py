@@ -29,6 +29,8 @@ PRUNERS = {
     "none": "NopPruner",
 }
 DEFAULT_JOURNAL = "study.journal"
+#: ``sampler: null``: TPE, seeded so that a study can be repeated.
+DEFAULT_SAMPLER = {"name": "tpe", "seed": 42}
 # The pruner is built again inside every trial's job (a separate process with the joblib
 # or submitit launchers), so its settings are kept in the study itself.
 PRUNER_ATTR = "dltrain:pruner"
@@ -42,11 +44,21 @@ def storage_url(storage: str | None, sweep_dir: Path) -> str:
     return storage if "://" in storage else str(Path(storage).resolve())
 
 
-def open_storage(url: str) -> Any:
+def open_storage(url: str, heartbeat: tuple[Any, Any] = (None, None)) -> Any:
+    """The storage at ``url``; database storages get Optuna's heartbeat settings
+    (``heartbeat_interval``, ``grace_period`` in seconds), so the trials of a worker
+    that dies on any machine are failed by the others (``loop.stale_trials``)."""
     import optuna
 
     if "://" in url:
-        return optuna.storages.RDBStorage(url)
+        interval, grace = (int(v) if v else None for v in heartbeat)
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=grace)
+        except ImportError as ex:  # the database's driver is not installed
+            raise ConfigError(
+                f"cannot open {url.split('://')[0]} storage: {ex.__cause__ or ex}",
+                "install the driver: pip install 'dl-train[postgres]' for postgresql://",
+            ) from ex
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     Path(url).parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +78,10 @@ def _spec(spec: Any, kind: str, default: str) -> tuple[str | None, dict[str, Any
     if isinstance(spec, Mapping):
         kwargs = dict(spec)
         if "_target_" in kwargs:
+            # A class named by _target_ replaces the default; a `name` merged in from a
+            # config below it (hydra.sweeper.sampler={_target_:..} over {name: tpe}) is not
+            # one of its arguments.
+            kwargs.pop("name", None)
             return None, kwargs
         return str(kwargs.pop("name", default)), kwargs
     raise ConfigError(f"cannot read the {kind} setting {spec!r}", f"write {kind}=name")
@@ -124,21 +140,54 @@ def pruner_spec(spec: Any) -> dict[str, Any]:
     return {"name": name, **kwargs} if name else kwargs
 
 
+def directions(setting: Any) -> list[str]:
+    """``direction``: one name, or a list with one per optimized metric (as in
+    hydra-optuna-sweeper)."""
+    names = [str(d) for d in setting] if isinstance(setting, (list, tuple)) else [str(setting)]
+    for name in names:
+        if name not in ("minimize", "maximize"):
+            raise ConfigError(
+                f"unknown direction '{name}'",
+                "use hydra.sweeper.direction=maximize|minimize, or a list of them "
+                "(one per optimized metric)",
+            )
+    return names
+
+
+def custom_space(path: Any) -> Any:
+    """``custom_search_space``: the dotted path of a function ``(cfg, trial) -> None``
+    that suggests more parameters, e.g. ones that exist only for some values of others
+    (a conditional space). Its suggestions become overrides like the others."""
+    if not path:
+        return None
+    from hydra.utils import get_method
+
+    try:
+        return get_method(str(path))
+    except Exception as ex:  # noqa: BLE001 - Hydra wraps the import error
+        raise ConfigError(
+            f"hydra.sweeper.custom_search_space: cannot import '{path}' ({ex.__cause__ or ex})",
+            "give module.function of a function (cfg, trial) importable from where you run",
+        ) from ex
+
+
 def open_study(
-    name: str, url: str, direction: str, sampler: Any = None, load_if_exists: bool = True
+    name: str,
+    url: str,
+    direction: str | list[str],
+    sampler: Any = None,
+    load_if_exists: bool = True,
+    heartbeat: tuple[Any, Any] = (None, None),
 ) -> Any:
     import optuna
 
-    if direction not in ("minimize", "maximize"):
-        raise ConfigError(
-            f"unknown direction '{direction}'", "use hydra.sweeper.direction=maximize|minimize"
-        )
+    names = directions(direction)
     try:
         return optuna.create_study(
             study_name=name,
-            storage=open_storage(url),
+            storage=open_storage(url, heartbeat),
             sampler=sampler,
-            direction=direction,
+            directions=names,
             load_if_exists=load_if_exists,
         )
     except optuna.exceptions.DuplicatedStudyError as ex:
@@ -147,7 +196,9 @@ def open_study(
             "set hydra.sweeper.load_if_exists=true to continue it, or choose another study_name",
         ) from ex
     except ValueError as ex:  # e.g. the stored study optimises the other direction
-        raise ConfigError(f"cannot open study '{name}' in {url}: {ex}", "check direction") from ex
+        raise ConfigError(
+            f"cannot open study '{name}' in {url}: {ex}", "check hydra.sweeper.direction"
+        ) from ex
 
 
 def load_trial(trial_cfg: Mapping[str, Any]) -> Any:

@@ -1,10 +1,15 @@
 """The sweeper's settings (``hydra.sweeper.*``), registered as ``hydra/sweeper=dltrain_optuna``.
 
+The keys of hydra-optuna-sweeper mean the same here (``study_name``/``storage`` null,
+``direction`` as a list, ``max_failure_rate``, ``custom_search_space``, ``search_space``,
+``params``, a ``sampler`` given by ``_target_``), so its searches run after switching
+the sweeper (README, "Coming from hydra-optuna-sweeper").
+
 No ``from __future__ import annotations`` here: OmegaConf reads these types at runtime,
 and Hydra's plugin scan runs this module before it is in ``sys.modules``.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Optional  # noqa: UP035 - runtime types for OmegaConf
 
 from hydra.core.config_store import ConfigStore
@@ -13,10 +18,16 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class DltrainOptunaSweeperConf:
     _target_: str = "hydra_plugins.dltrain_optuna.optuna_sweeper.DltrainOptunaSweeper"
+    # Settings reach the sweeper as written: a sampler or pruner given by _target_ is
+    # built by dltrain.sweep.study (which moves a continued study's seed on), not by
+    # Hydra while it instantiates the sweeper.
+    _recursive_: bool = False
     # The study's name in its storage; the same name continues the same study.
-    study_name: str = "${task_name}"
-    # maximize | minimize the value the task returns (cfg.optimized_metric).
-    direction: str = "maximize"
+    # null: the hparams_search option's name (else the task's).
+    study_name: Optional[str] = None  # noqa: UP045
+    # maximize | minimize the value the task returns (cfg.optimized_metric), or a list
+    # (one per name when optimized_metric is a list: a multi-objective study).
+    direction: Any = "maximize"
     # Total trials of the study, counted across reruns and concurrent processes.
     n_trials: int = 20
     # Trials launched at once (in parallel with a parallel launcher, e.g. joblib).
@@ -26,12 +37,27 @@ class DltrainOptunaSweeperConf:
     storage: Optional[str] = None  # noqa: UP045
     # Continue the study when it already exists in the storage.
     load_if_exists: bool = True
-    # A name (tpe | random | grid | cmaes | qmc) or {name: .., <its arguments>}.
-    sampler: Any = field(default_factory=lambda: {"name": "tpe", "seed": 42})
-    # A name (median | hyperband | successive_halving | none) or {name: .., <arguments>}.
-    pruner: Any = field(default_factory=lambda: {"name": "median"})
+    # Database storage: seconds between a worker's heartbeats, and without one for
+    # grace_period (null: twice the interval) its running trials are failed by the
+    # other workers. null: no heartbeat.
+    heartbeat_interval: Optional[int] = 60  # noqa: UP045
+    grace_period: Optional[int] = None  # noqa: UP045
+    # Stop when more than this share of the sweep's trials failed (0.0: at the first
+    # failure, hydra-optuna-sweeper's default). Errors every trial would share (metric
+    # not logged, missing data) stop the sweep after its first trial in any case.
+    max_failure_rate: float = 1.0
+    # A name (tpe | random | grid | cmaes | qmc), {name: .., <its arguments>}, or
+    # {_target_: optuna.samplers.X, ...}. null: {name: tpe, seed: 42}.
+    sampler: Any = None
+    # A name (median | hyperband | successive_halving | none), {name: .., <arguments>}
+    # or {_target_: optuna.pruners.X, ...}. null: median.
+    pruner: Any = None
     # Search space: config key -> {type: float|int|categorical, ...} or a sweep string.
     params: Optional[Dict[str, Any]] = None  # noqa: UP006, UP045
+    # hydra-optuna-sweeper's older name for params (merged into it).
+    search_space: Optional[Dict[str, Any]] = None  # noqa: UP006, UP045
+    # module.function(cfg, trial) that suggests more (e.g. conditional) parameters.
+    custom_search_space: Optional[str] = None  # noqa: UP045
 
 
 ConfigStore.instance().store(
