@@ -293,7 +293,7 @@ HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
 def check(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for the first wrong type, range, key or combination."""
-    top = {f.name: cfg[f.name] for f in dataclasses.fields(Run) if f.name in cfg}
+    top = {f.name: _plain(cfg, f.name) for f in dataclasses.fields(Run) if f.name in cfg}
     check_node(top, Run, "")
     for group in ("data", "model", "optimizer", "trainer"):
         node = _plain(cfg, group)
