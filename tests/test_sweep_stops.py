@@ -38,7 +38,7 @@ def test_a_misspelled_metric_stops_the_sweep_before_its_first_trial(tmp_path: Pa
     assert last_line(out.stderr) == (
         "error: optimized_metric 'val/no_such_metric' is not a metric dl-train logs — use one "
         "of: train/loss, train/acc, val/loss, val/acc, val/acc_best, test/loss, test/acc, "
-        "lr-<optimizer>"
+        "test/auroc, test/f1_macro, lr-<optimizer>"
     )
     assert not list(sweep_dir(tmp_path, "digits_optuna").glob("trial_*"))
     # A test metric with test=false cannot be logged either.

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dltrain.errors import ConfigError, RunError, UserError, describe, did_you_mean, find_user_error
 from dltrain.module import logged
@@ -118,12 +118,15 @@ def check_metrics(job: DictConfig, directions: Sequence[str]) -> None:
     module = job.get("module")
     if module is not None and module.get("_target_") not in (None, logged.CLASSIFIER):
         return  # the user's own module: its metrics are known only once it runs
+    extra = job.get("metrics")
+    extra = OmegaConf.to_container(extra, resolve=True) if OmegaConf.is_dict(extra) else None
+    known = logged.names(extra)
     for name in names:
-        if not logged.is_logged(name):
+        if not logged.is_logged(name, extra):
             raise ConfigError(
                 f"optimized_metric '{name}' is not a metric dl-train logs"
-                f"{did_you_mean(name, logged.METRICS)}",
-                f"use one of: {', '.join(logged.METRICS)}, {logged.LR_PREFIX}<optimizer>",
+                f"{did_you_mean(name, known)}",
+                f"use one of: {', '.join(known)}, {logged.LR_PREFIX}<optimizer>",
             )
         if name.startswith("test/") and not job.get("test", True):
             raise ConfigError(
