@@ -16,6 +16,10 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "text": ("transformers", "tokenizers", "datasets"),
     "mlflow": ("mlflow", "sqlalchemy", "alembic"),
     "tensorboard": ("tensorboard",),
+    # hydra.sweeper.storage=postgresql://... (sweep/study.py names it when it is missing)
+    "postgres": ("psycopg2",),
+    # hydra/launcher=submitit_local|submitit_slurm
+    "slurm": ("submitit", "hydra_plugins.hydra_submitit_launcher"),
 }
 
 #: ``_target_`` prefixes (a module, or a class) and the extra each needs.

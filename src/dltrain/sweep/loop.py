@@ -126,10 +126,9 @@ def stale_trials(study: Any) -> list[int]:
     sending heartbeats for ``grace_period`` (killed, on any machine) are failed by
     Optuna's own check; like interrupted trials they do not count toward ``n_trials``."""
     import optuna
-    from optuna.storages import RDBStorage
     from optuna.trial import TrialState
 
-    if not (isinstance(study._storage, RDBStorage) and study._storage.heartbeat_interval):
+    if not heartbeat_interval(study):
         return []
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     with quiet_optuna_warnings():  # experimental since Optuna 2.9, chosen knowingly
@@ -138,21 +137,23 @@ def stale_trials(study: Any) -> list[int]:
     return sorted(before - after)
 
 
-def _first_beat(study: Any, trial: Any) -> None:
-    from optuna.storages import RDBStorage
+def heartbeat_interval(study: Any) -> int | None:
+    """Seconds between heartbeats when the study's storage has them (a database storage
+    opened with ``heartbeat_interval``; Optuna wraps it in a caching layer that passes
+    these calls on), else None."""
+    get = getattr(study._storage, "get_heartbeat_interval", None)
+    return get() if get is not None else None
 
-    storage = study._storage
-    if isinstance(storage, RDBStorage) and storage.heartbeat_interval:
-        storage.record_heartbeat(trial._trial_id)
+
+def _first_beat(study: Any, trial: Any) -> None:
+    if heartbeat_interval(study):
+        study._storage.record_heartbeat(trial._trial_id)
 
 
 def can_end(study: Any, trial: Any) -> bool:
     """Whether a RUNNING trial of another process will end or be ended: its process
     lives on this machine, or the storage's heartbeat check fails it if it died."""
-    from optuna.storages import RDBStorage
-
-    storage = study._storage
-    if isinstance(storage, RDBStorage) and storage.heartbeat_interval:
+    if heartbeat_interval(study):
         return True
     owner_host, _, pid = str(trial.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
     return owner_host == socket.gethostname() and pid.isdigit() and _alive(int(pid))
@@ -164,10 +165,8 @@ def heartbeat(sweep: Sweep) -> Iterator[None]:
     ``heartbeat_interval`` seconds (database storage with a heartbeat only). Optuna
     does this itself inside ``study.optimize``; the ask/tell loop has to. Another
     worker's ``fail_stale_trials`` fails the trials of a process that stopped beating."""
-    from optuna.storages import RDBStorage
-
     storage = sweep.study._storage
-    interval = storage.heartbeat_interval if isinstance(storage, RDBStorage) else None
+    interval = heartbeat_interval(sweep.study)
     if not interval:
         yield
         return
