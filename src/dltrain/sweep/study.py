@@ -48,12 +48,11 @@ def open_storage(url: str, heartbeat: tuple[Any, Any] = (None, None)) -> Any:
     """The storage at ``url``; database storages get Optuna's heartbeat settings
     (``heartbeat_interval``, ``grace_period`` in seconds), so the trials of a worker
     that dies on any machine are failed by the others (``loop.stale_trials``)."""
-    import optuna
 
     if "://" in url:
         interval, grace = (int(v) if v else None for v in heartbeat)
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=grace)
+            return _rdb_storage(url, interval, grace)
         except ImportError as ex:  # the database's driver is not installed
             raise ConfigError(
                 f"cannot open {url.split('://')[0]} storage: {ex.__cause__ or ex}",
@@ -63,6 +62,25 @@ def open_storage(url: str, heartbeat: tuple[Any, Any] = (None, None)) -> Any:
 
     Path(url).parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(url))
+
+
+def _rdb_storage(url: str, interval: int | None, grace: int | None, tries: int = 5) -> Any:
+    """Optuna's RDB storage. Workers started together on a fresh database race to create
+    its tables (PostgreSQL: "duplicate key value violates unique constraint
+    pg_type_typname_nsp_index"); the losers try again and find the tables there."""
+    import time
+
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=grace)
+        except (IntegrityError, ProgrammingError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _spec(spec: Any, kind: str, default: str) -> tuple[str | None, dict[str, Any]]:
