@@ -190,3 +190,23 @@ def test_a_custom_conditional_space_with_two_objectives_gives_a_pareto_front(
     assert summary["best_trial"] is None
     assert (sweep / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"
     assert f"Pareto front: trials {', '.join(str(n) for n in sorted(front))}" in out.stdout
+
+
+def test_a_composition_error_in_a_search_names_the_key(tmp_path: Path) -> None:
+    """Before: `error: invalid configuration: In 'hparams_search/bad': ValidationError
+    raised while composing config: — ...` (which key?)."""
+    extra = tmp_path / "extra_configs" / "hparams_search"
+    extra.mkdir(parents=True)
+    (extra / "bad.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /hydra/sweeper: dltrain_optuna\n"
+        "hydra:\n  sweeper:\n    study_name: null\n    n_jobs: lots\n"
+    )
+    out = run_cli(
+        ["-m", "hparams_search=bad", f"hydra.searchpath=[file://{extra.parent}]"], cwd=tmp_path
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: invalid configuration: hydra.sweeper.n_jobs (in hparams_search/bad): Value "
+        "'lots' of type 'str' could not be converted to Integer — check the overrides "
+        "(see dl-train --help)"
+    )
