@@ -33,7 +33,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for i in range(min(args.n, len(test.y))):
         # Stored values scaled to 0..255 (digits store 0..16), channels last for PIL.
-        x = test.x[i].float() / datamodule.scale * 255.0
+        x = test.row(i).float() / datamodule.scale * 255.0
         array = x.round().clamp(0, 255).numpy().astype(np.uint8).transpose(1, 2, 0)
         image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
         image.save(args.out / f"{i}_label{int(test.y[i])}.png")

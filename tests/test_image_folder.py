@@ -16,6 +16,11 @@ from dltrain.errors import ConfigError
 from test_train import train_in_process
 
 
+def finished(cache: Path) -> list[Path]:
+    """The finished caches (folders with an index) under ``cache``."""
+    return sorted(p for p in cache.iterdir() if (p / "index.json").is_file())
+
+
 def datamodule(root: Path, cache: Path | None, **kwargs) -> ImageFolderDataModule:
     args = {"shape": [3, 16, 16], "num_classes": 3, "val_fraction": 0.0, **kwargs}
     dm = ImageFolderDataModule(root=str(root), cache_dir=str(cache) if cache else None, **args)
@@ -33,32 +38,38 @@ def test_folder_of_pngs_trains_a_classifier(tmp_path: Path) -> None:
             f"data.root={root}",
             "data.num_classes=3",
             "data.shape=[3,16,16]",
+            "data.cache_shape=[3,20,20]",
             f"data.cache_dir={cache}",
             "data.batch_size=8",
             "model=cnn",
             "optimizer.lr=0.01",
             "trainer.max_epochs=3",
-            "augment=flip",
+            "augment=imagenet",
             "logger=none",
             "callbacks=none",
         ],
     )
     assert results["status"] == "completed"
     assert results["metrics"]["test/acc"] == 1.0  # colours separate the classes
-    assert len(list(cache.glob("*.pt"))) == 1
+    (entry,) = finished(cache)
+    assert sorted(p.name for p in entry.iterdir()) == ["index.json", "labels.i64", "records.u8"]
+    assert not list(cache.glob("*.partial"))
 
 
 def test_images_are_resized_and_split_with_a_fixed_test_share(tmp_path: Path) -> None:
     root = make_image_folder(tmp_path / "images", per_class=10)
     dm = datamodule(root, None, test_fraction=0.2)
     assert dm.classes == ["blue", "green", "red"]
-    assert dm.train_set.x.shape == (24, 3, 16, 16) and dm.train_set.x.dtype == torch.uint8
-    assert dm.test_set.x.shape == (6, 3, 16, 16)
+    train = dm.train_set.rows()
+    assert train.shape == (24, 3, 16, 16) and train.dtype == torch.uint8
+    assert dm.test_set.rows().shape == (6, 3, 16, 16)
+    # Splits index one memory-mapped record array: no copies of the images.
+    assert dm.train_set.x is dm.test_set.x and dm.train_set.x.shape == (30, 3, 16, 16)
     # class "red" (index 2) is bright in channel 0, "blue" in channel 2
-    red = dm.train_set.x[dm.train_set.y == 2].float().mean((0, 2, 3))
+    red = train[dm.train_set.y == 2].float().mean((0, 2, 3))
     assert red[0] > 150 and red[1] < 80
     gray = datamodule(root, None, shape=[1, 20, 12])
-    assert gray.train_set.x.shape[1:] == (1, 20, 12)
+    assert gray.train_set.rows().shape[1:] == (1, 20, 12)
 
 
 def test_train_val_test_folders_are_used_as_given(tmp_path: Path) -> None:
@@ -76,14 +87,13 @@ def test_cache_is_read_instead_of_decoding_and_a_changed_folder_is_read_again(
     root = make_image_folder(tmp_path / "images")
     cache = tmp_path / "cache"
     first = datamodule(root, cache)
-    (cached,) = cache.glob("*.pt")
-    # Mark the cached tensors: a second load must come from the cache file.
-    stored = torch.load(cached, weights_only=True)
-    x, y = stored["train"]
-    torch.save({"train": (torch.full_like(x, 7), y)}, cached)
+    (cached,) = finished(cache)
+    # Mark the cached records: a second load must come from the cache file.
+    records = cached / "records.u8"
+    records.write_bytes(b"\x07" * records.stat().st_size)
     again = datamodule(root, cache)
-    assert (again.train_set.x == 7).all()
-    assert again.train_set.x.shape == first.train_set.x.shape
+    assert (again.train_set.rows() == 7).all()
+    assert again.train_set.rows().shape == first.train_set.rows().shape
 
     # Changing one file (content, size and time) gives a new key: decoded afresh.
     target = root / "red" / "0.png"
@@ -91,8 +101,8 @@ def test_cache_is_read_instead_of_decoding_and_a_changed_folder_is_read_again(
     stat = target.stat()
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     changed = datamodule(root, cache)
-    assert len(list(cache.glob("*.pt"))) == 2
-    assert not (changed.train_set.x == 7).all()
+    assert len(finished(cache)) == 2
+    assert not (changed.train_set.rows() == 7).all()
     # A removed file changes the key too.
     (root / "green" / "1.png").unlink()
     assert len(datamodule(root, cache).train_set.y) + len(changed.test_set.y) == 23

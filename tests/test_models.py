@@ -136,6 +136,7 @@ def test_finetune_folder_experiment_runs_offline(tmp_path: Path, data_root: Path
             f"data.root={data_root}/images",
             "data.num_classes=3",
             "data.shape=[3,16,16]",
+            "data.cache_shape=[3,20,20]",
             f"data.cache_dir={tmp_path / 'cache'}",
             f"model.weights_path={weights}",
             "model.input_size=32",  # the template's 224 px is slow on a CPU

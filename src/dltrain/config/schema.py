@@ -77,6 +77,8 @@ class Data:
     mean: float | list[float] | None = rule()
     std: float | list[float] | None = rule(gt=0.0)
     augment: Any = rule()
+    cache_shape: list[int] | None = rule(each_ge=1, min_len=1, example="data.cache_shape=null")
+    device_budget: float = rule(ge=0.0, example="data.device_budget=0.25")
 
 
 @dataclass

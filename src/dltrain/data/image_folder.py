@@ -1,12 +1,16 @@
-"""Your own images in torchvision's ImageFolder layout, decoded once into a tensor cache.
+"""Your own images in torchvision's ImageFolder layout, decoded once into a record cache.
 
     root/<class>/<image>                        train (test: test_fraction held out)
     root/train/<class>/<image>  [root/val/...]  [root/test/...]   explicit splits
 
 Files are found with torchvision's ImageFolder rules (class = sub-folder name, sorted;
-its image extensions), decoded with PIL and resized to ``data.shape``. The uint8
-tensors are cached under ``cache_dir`` by a key over every file's path, size and
-modification time (and the target shape), so a changed folder is read again.
+its image extensions), decoded with PIL by ``data.workers`` processes and resized to
+``data.cache_shape`` (default ``data.shape``). The ``uint8`` records go to a
+memory-mapped cache under ``cache_dir`` (``data/record_cache.py``) keyed by every
+file's path, size and modification time and the stored shape, so a changed folder is
+read again, a killed first pass continues where it stopped, and a run's memory does
+not grow with the folder. The decoding runs in ``prepare_data`` (once per node under
+DDP; the other ranks wait, then open the cache in ``setup``).
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch import Tensor
 
+from dltrain.data import record_cache
+from dltrain.data.image_decode import fill_images
 from dltrain.data.memory import InMemoryDataModule, Split
 from dltrain.errors import ConfigError, DataError
 
 #: Bump when the cached format or the decoding changes.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: The held-out test split is fixed (independent of the run's seed).
 TEST_SPLIT_SEED = 0
 
@@ -35,7 +41,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         root: a folder of class folders, or of ``train/`` (+ ``val/``, ``test/``) folders.
         test_fraction: share of the training images held out for test when there is no
             ``test/`` folder (a ``val/`` folder replaces ``val_fraction`` likewise).
-        cache_dir: where decoded tensors are cached (``None``: no cache).
+        cache_dir: where decoded records are cached (``None``: a temporary cache, removed
+            when the run ends).
+        workers: decoding processes (``None``: one per core).
     """
 
     def __init__(
@@ -43,23 +51,57 @@ class ImageFolderDataModule(InMemoryDataModule):
         root: str,
         test_fraction: float = 0.2,
         cache_dir: str | None = None,
+        workers: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.root = Path(root)
         self.test_fraction = float(test_fraction)
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.workers = int(workers) if workers else None
         self.classes: list[str] = []
         self._val_folder: Split | None = None
+        if self.cache_shape[0] not in (1, 3):
+            raise ConfigError(
+                f"data.shape={list(self.shape)} asks for {self.shape[0]} channels",
+                "use 1 (grayscale) or 3 (RGB) channels for image folders",
+            )
+
+    def prepare_data(self) -> None:
+        """Decode into the cache here (Lightning: local rank 0 only, the others wait at
+        a barrier); ``setup`` then opens it in every process."""
+        if self.cache_dir is not None:
+            self.records()
+
+    def records(self) -> record_cache.RecordSet:
+        """The folder's records, decoded into the cache first if they are not there."""
+        files = self._files(self._split_dirs())
+        names = list(files)
+        items = [item for name in names for item in files[name]]
+        bounds, start = {}, 0
+        for name in names:
+            bounds[name] = (start, start + len(files[name]))
+            start += len(files[name])
+        labels = np.array([label for _, label in items], dtype=np.int64)
+        paths = [path for path, _ in items]
+        return record_cache.build(
+            self.cache_dir,
+            self._cache_key(files),
+            self.cache_shape,
+            labels,
+            bounds,
+            lambda writer: fill_images(writer, paths, self.workers),
+        )
 
     def load(self) -> tuple[Split, Split]:
-        dirs = self._split_dirs()
-        files = self._files(dirs)
-        key = self._cache_key(files)
-        cached = self._read_cache(key)
-        splits = cached if cached is not None else self._decode(files)
-        if cached is None:
-            self._write_cache(key, splits)
+        records = self.records()
+        splits = {
+            name: Split(records.x, records.y[a:b], torch.arange(a, b), records.path)
+            for name, (a, b) in records.splits.items()
+        }
+        if self.cache_dir is None:  # the folder is gone once mapped: stream from the map
+            for split in splits.values():
+                split.source = None
         train = splits["train"]
         test = splits.get("test")
         if test is None:
@@ -116,37 +158,6 @@ class ImageFolderDataModule(InMemoryDataModule):
                 ) from None
         return out
 
-    # ---- decoding ----------------------------------------------------------------------
-    def _decode(self, files: dict[str, list[tuple[str, int]]]) -> dict[str, Split]:
-        return {name: self._decode_split(items) for name, items in files.items()}
-
-    def _decode_split(self, items: list[tuple[str, int]]) -> Split:
-        x = torch.empty((len(items), *self.shape), dtype=torch.uint8)
-        for i, (path, _) in enumerate(items):
-            x[i] = self._decode_one(path)
-        y = torch.tensor([label for _, label in items], dtype=torch.long)
-        return Split(x, y)
-
-    def _decode_one(self, path: str) -> Tensor:
-        from PIL import Image, UnidentifiedImageError
-        from torchvision.transforms.v2.functional import pil_to_tensor, resize
-
-        mode = {1: "L", 3: "RGB"}.get(self.shape[0])
-        if mode is None:
-            raise ConfigError(
-                f"data.shape={list(self.shape)} asks for {self.shape[0]} channels",
-                "use 1 (grayscale) or 3 (RGB) channels for image folders",
-            )
-        try:
-            with Image.open(path) as img:
-                pixels = pil_to_tensor(img.convert(mode))
-        except (OSError, UnidentifiedImageError) as ex:
-            raise DataError(
-                f"cannot read image {path} ({type(ex).__name__})",
-                "remove or replace the file",
-            ) from ex
-        return resize(pixels, list(self.shape[1:]), antialias=True)
-
     # ---- cache -----------------------------------------------------------------------
     def _cache_key(self, files: dict[str, list[tuple[str, int]]]) -> str:
         listing = []
@@ -155,25 +166,8 @@ class ImageFolderDataModule(InMemoryDataModule):
                 stat = Path(path).stat()
                 rel = str(Path(path).relative_to(self.root))
                 listing.append([name, rel, label, stat.st_size, stat.st_mtime_ns])
-        blob = json.dumps([CACHE_VERSION, list(self.shape), self.classes, listing])
+        blob = json.dumps([CACHE_VERSION, list(self.cache_shape), self.classes, listing])
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-    def _read_cache(self, key: str) -> dict[str, Split] | None:
-        if self.cache_dir is None or not (self.cache_dir / f"{key}.pt").is_file():
-            return None
-        try:
-            stored = torch.load(self.cache_dir / f"{key}.pt", weights_only=True)
-        except Exception:  # noqa: BLE001 - a broken cache file is just decoded again
-            return None
-        return {name: Split(x, y) for name, (x, y) in stored.items()}
-
-    def _write_cache(self, key: str, splits: dict[str, Split]) -> None:
-        if self.cache_dir is None:
-            return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_dir / f"{key}.pt.tmp"
-        torch.save({name: (s.x, s.y) for name, s in splits.items()}, tmp)
-        tmp.replace(self.cache_dir / f"{key}.pt")  # atomic: readers never see half a file
 
 
 def _hold_out(train: Split, fraction: float) -> tuple[Split, Split]:
@@ -187,4 +181,4 @@ def _hold_out(train: Split, fraction: float) -> tuple[Split, Split]:
     n_test = max(1, int(round(n * fraction)))
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(TEST_SPLIT_SEED))
     te, tr = perm[:n_test], perm[n_test:]
-    return Split(train.x[tr], train.y[tr]), Split(train.x[te], train.y[te])
+    return train.subset(tr), train.subset(te)

@@ -3,27 +3,77 @@
 A subclass only says how to read its files (``load``); splitting, normalisation and
 batching live here once. Images stay ``uint8`` in memory (4x smaller than float) and
 are scaled/normalised per batch as one tensor op after the batch reaches its device.
+A subclass may return splits that index a memory-mapped record cache
+(``data/record_cache.py``) instead: their inputs are then the whole cache and a split
+is an index array into it, never a copy.
+
+Where the data lives on an accelerator (``data/placement.py``): on the device when it
+takes at most ``device_budget`` of the device's memory, else in host memory, each batch
+gathered into pinned memory and copied asynchronously.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from dltrain.data import placement, record_cache
+from dltrain.data.augment import center_crop
 from dltrain.data.batches import TensorBatches
+from dltrain.data.record_batches import RecordBatches
 from dltrain.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Split:
-    """Inputs and integer labels of one split."""
+    """Inputs and integer labels of one split.
+
+    ``index``: ``None`` when ``x`` holds exactly this split's rows; else ``x`` is a
+    whole record array (a memory-mapped cache, ``source`` its folder) and ``index``
+    the rows of it this split holds, ``y`` their labels.
+    """
 
     x: Tensor
     y: Tensor
+    index: Tensor | None = None
+    source: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, pos: Tensor) -> Split:
+        """The samples at positions ``pos``: copies for in-memory inputs (as compact as
+        before), a new index array for a record cache (no copy of the inputs)."""
+        if self.index is None:
+            return Split(self.x[pos], self.y[pos])
+        return Split(self.x, self.y[pos], self.index[pos], self.source)
+
+    def rows(self) -> Tensor:
+        """The split's inputs as one tensor (a copy for a record cache: small data,
+        tools and tests)."""
+        return self.x if self.index is None else self.x.index_select(0, self.index)
+
+    def row(self, i: int) -> Tensor:
+        """The input of sample ``i``."""
+        return self.x[i] if self.index is None else self.x[int(self.index[i])]
+
+    def chunks(self) -> Iterator[Tensor]:
+        """The split's inputs in chunks; a record cache is streamed from its file
+        (a pass over it then leaves no pages in this process's memory)."""
+        if self.index is None:
+            yield self.x
+        elif self.source is not None:
+            yield from record_cache.iter_rows(self.source, tuple(self.x.shape[1:]), self.index)
+        else:
+            yield from (self.x.index_select(0, part) for part in self.index.split(8192))
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -39,6 +89,12 @@ class InMemoryDataModule(pl.LightningDataModule):
         mean, std: per-channel normalisation; ``None`` computes them from the
             training split (after scaling to [0, 1] for ``uint8`` images).
         augment: applied to normalised training batches (e.g. ``BatchAugment``).
+        cache_shape: the stored shape per sample when larger than ``shape`` (e.g. 256 px
+            stored, 224 px trained): training augmentation crops it to ``shape``
+            (``augment=imagenet``), evaluation takes the center crop. ``None``: ``shape``.
+        device_budget: on an accelerator, the dataset moves onto the device only when it
+            takes at most this share of one device's memory; otherwise it stays in host
+            memory and batches are copied from pinned memory without blocking.
     """
 
     #: Value that maps stored inputs to [0, 1] (255 for uint8 images).
@@ -55,6 +111,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         mean: Sequence[float] | float | None = None,
         std: Sequence[float] | float | None = None,
         augment: Callable[[Tensor], Tensor] | None = None,
+        cache_shape: Sequence[int] | None = None,
+        device_budget: float = 0.25,
     ) -> None:
         super().__init__()
         self.shape = tuple(int(s) for s in shape)
@@ -65,11 +123,20 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.seed = int(seed) if seed is not None else 0
         self._mean_cfg, self._std_cfg = mean, std
         self.augment = augment
+        self._cache_shape = tuple(int(s) for s in cache_shape) if cache_shape else None
+        self._check_cache_shape()
+        self.device_budget = float(device_budget)
+        self._pin = False  # batches gathered into pinned memory (CUDA, data on the host)
         self.train_set: Split | None = None
         self.val_set: Split | None = None
         self.test_set: Split | None = None
         self.mean: Tensor | None = None
         self.std: Tensor | None = None
+
+    @property
+    def cache_shape(self) -> tuple[int, ...]:
+        """The stored shape per sample: ``data.cache_shape``, else ``data.shape``."""
+        return self._cache_shape or self.shape
 
     # ---- what a subclass provides -------------------------------------------------
     def load(self) -> tuple[Split, Split]:
@@ -85,13 +152,33 @@ class InMemoryDataModule(pl.LightningDataModule):
         self._check(test, "test")
         self.train_set, self.val_set = self._split(train)
         self.test_set = test
-        self.mean, self.std = self._stats(self.train_set.x)
+        self.mean, self.std = self._stats(self.train_set)
         device = self._device()
-        if device.type != "cpu":  # resident on the accelerator: no per-step copies
-            for s in (self.train_set, self.val_set, self.test_set):
-                if s is not None:
-                    s.x, s.y = s.x.to(device), s.y.to(device)
+        self._place(device)
         self.mean, self.std = self.mean.to(device), self.std.to(device)
+
+    def _place(self, device: torch.device) -> None:
+        """On the device when the dataset fits ``device_budget`` (no per-step copies);
+        else in host memory with batches gathered into pinned memory (CUDA)."""
+        splits = [s for s in (self.train_set, self.val_set, self.test_set) if s is not None]
+        self._pin = False
+        if device.type == "cpu":
+            return
+        size = placement.dataset_bytes([t for s in splits for t in (s.x, s.y, s.index)])
+        if not placement.fits_device(size, device, self.device_budget):
+            self._pin = device.type == "cuda"
+            log.info(
+                "dataset (%.1f MB) stays in host memory: over data.device_budget=%s of %s",
+                size / 1e6,
+                self.device_budget,
+                device,
+            )
+            return
+        moved: dict[int, Tensor] = {}  # splits of one record cache share its tensor
+        for s in splits:
+            s.x = moved.setdefault(id(s.x), s.x.to(device))
+            s.y = s.y.to(device)
+            s.index = s.index.to(device) if s.index is not None else None
 
     @property
     def has_val(self) -> bool:
@@ -107,9 +194,8 @@ class InMemoryDataModule(pl.LightningDataModule):
                 "use fewer processes (trainer.devices x trainer.num_nodes), or more data",
             )
         trainer = self.trainer
-        return TensorBatches(
-            self.train_set.x,
-            self.train_set.y,
+        return self._batches(
+            self.train_set,
             self.batch_size,
             shuffle=True,
             seed=self.seed,
@@ -135,6 +221,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         x = self.normalize(x)
         if self.augment is not None and self.trainer is not None and self.trainer.training:
             x = self.augment(x)  # training batches only (see data/augment.py)
+        if self.cache_shape != self.shape:  # stored larger: evaluation's center crop
+            x = center_crop(x, self.shape[1:])
         return x, y
 
     # ---- helpers -------------------------------------------------------------------------
@@ -172,9 +260,16 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, split: Split) -> TensorBatches:
         rank, world = self._rank_world()
-        return TensorBatches(
-            split.x, split.y, self.eval_batch_size, shuffle=False, rank=rank, world_size=world
+        return self._batches(
+            split, self.eval_batch_size, shuffle=False, rank=rank, world_size=world
         )
+
+    def _batches(self, split: Split, batch_size: int, **kwargs) -> TensorBatches:
+        """In-memory splits on the batch's device: today's plain loader. Record-cache
+        splits or pinned gathers: the loader that maps through the index."""
+        if split.index is None and not self._pin:
+            return TensorBatches(split.x, split.y, batch_size, **kwargs)
+        return RecordBatches(split.x, split.y, split.index, batch_size, pin=self._pin, **kwargs)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -202,10 +297,25 @@ class InMemoryDataModule(pl.LightningDataModule):
         gen = torch.Generator().manual_seed(self.seed)
         perm = torch.randperm(n, generator=gen)
         tr, va = perm[n_val:], perm[:n_val]
-        return Split(train.x[tr], train.y[tr]), Split(train.x[va], train.y[va])
+        return train.subset(tr), train.subset(va)
 
-    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _check_cache_shape(self) -> None:
+        stored, shape = self.cache_shape, self.shape
+        if stored == shape:
+            return
+        if (
+            len(stored) != len(shape)
+            or stored[0] != shape[0]
+            or any(a < b for a, b in zip(stored[1:], shape[1:], strict=True))
+        ):
+            raise ConfigError(
+                f"data.cache_shape={list(stored)} cannot be cropped to data.shape={list(shape)}",
+                "use the same channels and sizes at least data.shape's, or data.cache_shape=null",
+            )
+
+    def _stats(self, split: Split) -> tuple[Tensor, Tensor]:
         channels = self.shape[0]
+        x = split.x
         if self._mean_cfg is not None and self._std_cfg is not None:
             mean = torch.as_tensor(self._mean_cfg, dtype=torch.float32).flatten()
             std = torch.as_tensor(self._std_cfg, dtype=torch.float32).flatten()
@@ -214,9 +324,11 @@ class InMemoryDataModule(pl.LightningDataModule):
             # Exact, from each channel's histogram of the 256 values: one fast pass
             # instead of a float64 copy of every pixel (seconds for MNIST).
             values = torch.arange(256, dtype=torch.float64) / self.scale
-            hist = torch.stack(
-                [torch.bincount(x[:, c].reshape(-1), minlength=256) for c in range(channels)]
-            ).double()
+            hist = torch.zeros(channels, 256, dtype=torch.float64)
+            for rows in split.chunks():
+                hist += torch.stack(
+                    [torch.bincount(rows[:, c].reshape(-1), minlength=256) for c in range(channels)]
+                ).double()
             count = hist.sum(1)
             mean = hist @ values / count
             std = (hist @ (values * values) / count - mean * mean).clamp_min(1e-12).sqrt()
@@ -235,15 +347,17 @@ class InMemoryDataModule(pl.LightningDataModule):
         return mean.float(), std.float()
 
     def _check(self, split: Split, name: str) -> None:
-        if tuple(split.x.shape[1:]) != self.shape:
+        if tuple(split.x.shape[1:]) != self.cache_shape:
+            key = "data.shape" if self.cache_shape == self.shape else "data.cache_shape"
             raise ConfigError(
                 f"{type(self).__name__} {name} inputs have shape {list(split.x.shape[1:])}, "
-                f"but data.shape is {list(self.shape)}",
-                f"set data.shape={list(split.x.shape[1:])}",
+                f"but {key} is {list(self.cache_shape)}",
+                f"set {key}={list(split.x.shape[1:])}",
             )
-        if len(split.x) != len(split.y):
+        inputs = len(split.x) if split.index is None else len(split.index)
+        if inputs != len(split.y):
             raise DataError(
-                f"{name} split has {len(split.x)} inputs but {len(split.y)} labels",
+                f"{name} split has {inputs} inputs but {len(split.y)} labels",
                 "the dataset files are inconsistent; re-download or regenerate them",
             )
         if len(split.y) and (int(split.y.min()) < 0 or int(split.y.max()) >= self.num_classes):

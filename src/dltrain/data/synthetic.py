@@ -20,7 +20,7 @@ class SyntheticDataModule(InMemoryDataModule):
     def load(self) -> tuple[Split, Split]:
         gen = torch.Generator().manual_seed(self.seed)
         n = self.num_train + self.num_test
-        x = torch.randn((n, *self.shape), generator=gen)
+        x = torch.randn((n, *self.cache_shape), generator=gen)
         teacher = torch.randn(x[0].numel(), self.num_classes, generator=gen)
         y = (x.flatten(1) @ teacher).argmax(1)
         tr, te = slice(0, self.num_train), slice(self.num_train, n)

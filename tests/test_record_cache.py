@@ -1,0 +1,197 @@
+"""Memory-mapped record caches: resumable parallel decoding, memory that does not grow
+with the data, one writer among several processes, disk space checked first."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_image_folder, run_cli
+from dltrain.data import record_cache
+from dltrain.data.image_decode import CHUNK
+from dltrain.data.image_folder import ImageFolderDataModule
+from dltrain.errors import DataError
+
+DECODE = (
+    "import sys; from dltrain.data.image_folder import ImageFolderDataModule as D; "
+    "D(root=sys.argv[1], cache_dir=sys.argv[2], shape=[3, 16, 16], num_classes=3, "
+    "workers=2).prepare_data()"
+)
+
+
+def finished(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.iterdir() if (p / "index.json").is_file())
+
+
+def written(cache: Path) -> np.ndarray | None:
+    """The partial cache's written-records log, if it exists yet."""
+    for partial in cache.glob("*.partial"):
+        if (partial / "written.u8").is_file():
+            return np.fromfile(partial / "written.u8", dtype=np.uint8)
+    return None
+
+
+def test_a_killed_first_decode_continues_where_it_stopped(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "images", per_class=100)
+    reference = shutil.copytree(root, tmp_path / "reference")
+    # One image is a FIFO: the worker that opens it waits until the test writes it, so
+    # the first pass is killed at a known point (every other chunk written).
+    fifo = root / "green" / "50.png"
+    png = fifo.read_bytes()
+    fifo.unlink()
+    os.mkfifo(fifo)
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-c", DECODE, str(root), str(cache)]
+    first = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while (log := written(cache)) is None or log.sum() < 300 - CHUNK:
+        assert time.monotonic() < deadline and first.poll() is None, "decoding stalled"
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)  # the parent and its decoding workers
+    first.wait()
+    assert not finished(cache)
+    left = 300 - int(written(cache).sum())
+    assert 0 < left <= CHUNK
+
+    again = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    with open(fifo, "wb") as f:  # blocks until the rerun's worker opens it
+        f.write(png)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    decoded, before = map(int, re.search(r"decoded (\d+) images .*continued: (\d+)", err).groups())
+    assert (decoded, before) == (left, 300 - left)  # only what the killed pass left
+
+    (resumed,) = finished(cache)
+    assert not list(cache.glob("*.partial"))
+    whole = ImageFolderDataModule(
+        root=str(reference), cache_dir=None, shape=[3, 16, 16], num_classes=3, workers=1
+    ).records()
+    mapped = record_cache.open_cache(resumed)
+    assert torch.equal(mapped.x, whole.x) and torch.equal(mapped.y, whole.y)
+    assert mapped.splits == whole.splits == {"train": (0, 300)}
+
+
+PEAK_RSS = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+    "capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def test_peak_memory_of_a_run_does_not_grow_with_the_folder(tmp_path: Path) -> None:
+    """2,400 images of 3x128x128 (118 MB decoded) against 600: the in-memory design
+    held every image (and copies of the splits); the memory-mapped cache holds what
+    the short run touches."""
+    peaks = {}
+    for name, per_class in (("quarter", 200), ("full", 800)):
+        root = make_image_folder(tmp_path / name, per_class=per_class)
+        cache = tmp_path / f"cache_{name}"
+        args = [
+            "data=image_folder", f"data.root={root}", "data.num_classes=3",
+            "data.shape=[3,128,128]", f"data.cache_dir={cache}", "data.batch_size=32",
+            "data.eval_batch_size=32", "data.workers=2", "model=mlp", "model.hidden=[8]",
+            "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+            "logger=none", "callbacks=none", f"hydra.run.dir={tmp_path / 'run' / name}",
+        ]  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, str(Path(sys.executable).parent / "dl-train"), *args],
+            capture_output=True, text=True, cwd=tmp_path, check=True,
+        )  # fmt: skip
+        peaks[name] = int(out.stdout.split()[-1]) / 1024  # MB
+        (entry,) = finished(cache)
+        assert (entry / "records.u8").stat().st_size == 3 * per_class * 3 * 128 * 128
+    print(f"peak RSS MB: {peaks}")
+    assert peaks["full"] - peaks["quarter"] < 25, peaks  # the decoded data differ by 88 MB
+
+
+def test_ddp_ranks_decode_the_folder_once(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "images", per_class=40)
+    cache = tmp_path / "cache"
+    out = run_cli(
+        [
+            "trainer=ddp_cpu",
+            "data=image_folder",
+            f"data.root={root}",
+            "data.num_classes=3",
+            "data.shape=[3,16,16]",
+            f"data.cache_dir={cache}",
+            "model=mlp",
+            "trainer.max_epochs=1",
+            "logger=none",
+            "callbacks=none",
+        ],  # fmt: skip
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    # Rank 0 decodes (prepare_data), rank 1 waits and opens the same cache.
+    assert out.stderr.count("decoded 120 images") == 1, out.stderr
+    assert len(finished(cache)) == 1 and not list(cache.glob("*.partial"))
+
+
+def test_a_cache_that_does_not_fit_the_disk_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_image_folder(tmp_path / "images", per_class=100)
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(record_cache, "free_bytes", lambda folder: 2_000_000)
+    dm = ImageFolderDataModule(root=str(root), cache_dir=str(cache), shape=[3, 64, 64],
+                               num_classes=3)  # fmt: skip
+    with pytest.raises(DataError) as err:
+        dm.setup("fit")
+    assert str(err.value) == (
+        f"the cache needs 3.7 MB in {cache} but its disk has 2.0 MB free — free space "
+        "there, set data.cache_dir to a disk with room, or use a smaller data.cache_shape"
+    )
+    assert [p.suffix for p in cache.iterdir()] == [".lock"]  # nothing written
+
+
+def test_the_dataset_goes_on_the_device_only_within_its_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``meta`` stands in for an accelerator with 1 MB of memory; the dataset (512 + 256
+    samples of 1x16x16 floats) takes 0.8 MB."""
+    from types import SimpleNamespace
+
+    from dltrain.data import placement
+    from dltrain.data.record_batches import RecordBatches
+    from dltrain.data.synthetic import SyntheticDataModule
+
+    monkeypatch.setattr(placement, "device_memory", lambda device: 1_000_000)
+    trainer = SimpleNamespace(
+        strategy=SimpleNamespace(root_device=torch.device("meta")), global_rank=0, world_size=1
+    )
+    placed = {}
+    for budget in (0.25, 0.9):
+        dm = SyntheticDataModule(shape=[1, 16, 16], num_classes=2, device_budget=budget)
+        dm.trainer = trainer
+        dm.setup("fit")
+        placed[budget] = {s.x.device.type for s in (dm.train_set, dm.val_set, dm.test_set)}
+    assert placed == {0.25: {"cpu"}, 0.9: {"meta"}}
+    # Over budget on a CUDA device: host memory, batches gathered into pinned memory.
+    dm = SyntheticDataModule(shape=[1, 16, 16], num_classes=2)
+    dm.setup("fit")
+    dm._place(torch.device("cuda"))
+    loader = dm.train_dataloader()
+    assert dm.train_set.x.device.type == "cpu"
+    assert isinstance(loader, RecordBatches) and loader.pin
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pinned_batches_are_pinned() -> None:
+    from dltrain.data.record_batches import RecordBatches
+
+    x = torch.arange(40, dtype=torch.uint8).view(10, 4)
+    loader = RecordBatches(x, torch.arange(5), torch.arange(0, 10, 2), 2, pin=True,
+                           shuffle=False)  # fmt: skip
+    xb, yb = next(iter(loader))
+    assert xb.is_pinned() and yb.is_pinned() and torch.equal(xb, x[[0, 2]])
