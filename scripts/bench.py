@@ -22,6 +22,9 @@ Comparisons (dl-train / baseline):
   per-step   scripts/plain_loop.py experiment=mnist_speed (train time)  vs  experiment=mnist_speed
   overhead   the same pair with a linear net (ms per step: what the runner itself costs)
   startup    dl-train --help, dl-train debug=fast
+  images     data=image_folder on JPEGs the bench writes: images/s decoded by the first
+             pass (into a fresh memory-mapped cache), images/s of a training epoch on
+             the cache (dl-train only: there is no baseline row)
   memory     peak RSS of each  vs  python -c 'import lightning'
 """
 
@@ -30,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,7 +55,7 @@ SMOKE_LOOP = ["--epochs", "1", "--limit-batches", "2"]
 #: How a Hydra-configured workload takes the round's seed.
 SEED = "seed={}"
 #: What each run records; the table compares their medians (accuracy: means, MEAN_KEYS).
-KEYS = ("wall_s", "cpu_s", "fit_s", "train_s", "step_ms", "acc", "rss_mb")
+KEYS = ("wall_s", "cpu_s", "fit_s", "train_s", "step_ms", "acc", "rss_mb", "images_per_s")
 #: The ``mnist_speed`` recipe with a linear net (one 784x10 layer): the step's compute is
 #: ~0, so ms per step says what the runner itself costs a step, above the machine's noise.
 LINEAR = ["experiment=mnist_speed", "model=mlp", "~model.channels", "model.hidden=[]",
@@ -59,6 +64,9 @@ TRAINED = ("seed_loop", "seed_plain", "seed_mlp", "plain_loop", "mnist_speed", "
 #: The workloads that run ``--seed-rounds`` rounds: the seed pair's accuracy comparison
 #: needs seeds, the per-step ratio more runs than the machine's noise allows with few.
 LONG_PAIRS = ("seed_loop", "seed_mlp", "plain_loop", "mnist_speed")
+#: The image folder the image rows read: JPEGs of this size, stored at FOLDER_SHAPE.
+FOLDER_IMAGES, FOLDER_SMOKE_IMAGES, FOLDER_SIZE = 3000, 60, 160
+FOLDER_SHAPE = "[3,64,64]"
 #: Measures summarised by their mean over rounds (over seeds); the rest by the median.
 MEAN_KEYS = ("acc",)
 #: Table rows: (label, baseline workload, dl-train workload, measure, target, check).
@@ -119,6 +127,16 @@ ROWS: list[tuple[str, str | None, str, str, str, Callable[[Any, Any], bool] | No
     ),
     ("dl-train --help wall s", None, "help", "wall_s", "<= 1.0", lambda b, o: o <= 1.0),
     ("dl-train debug=fast wall s", None, "debug_fast", "wall_s", "<= 10", lambda b, o: o <= 10),
+    # Image folders: the first pass decodes into the record cache; later epochs read it.
+    ("image folder, first pass: images/s decoded", None, "folder_decode", "images_per_s", "", None),
+    (
+        "image folder, cached epoch: images/s trained",
+        None,
+        "folder_cached",
+        "images_per_s",
+        "",
+        None,
+    ),
 ] + [
     ("peak RSS MB", "import_lightning", name, "rss_mb", "diff <= 300", lambda b, o: o - b <= 300)
     for name in TRAINED
@@ -135,6 +153,7 @@ class Workload:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     seed_arg: str = ""  # how the workload takes a seed, e.g. "seed={}"; "" for none
+    fresh: Path | None = None  # removed before each run (a cache to build again)
 
     def command(self, seed: int) -> list[str]:
         """The argv of one round. Training workloads take the round's seed (42, 43, ...):
@@ -146,6 +165,13 @@ def workloads(data_dir: str, log_dir: str, smoke: bool) -> list[Workload]:
     dl_train = str(BIN / "dl-train")
     common = [f"paths.data_dir={data_dir}", f"paths.log_dir={log_dir}"]
     shrink = SMOKE_DLTRAIN if smoke else []
+    count = FOLDER_SMOKE_IMAGES if smoke else FOLDER_IMAGES
+    images = image_folder(Path(log_dir) / "images", count, FOLDER_SIZE)
+    cache = Path(log_dir) / "image_cache"
+    folder = [dl_train, "data=image_folder", f"data.root={images}", "data.num_classes=4",
+              f"data.shape={FOLDER_SHAPE}", f"data.cache_dir={cache}", "data.batch_size=128",
+              "data.val_fraction=0", "model=mlp", "model.hidden=[64]", "trainer.max_epochs=1",
+              "test=false", "logger=none", "callbacks=none"]  # fmt: skip
     return [
         Workload(
             "seed_loop",
@@ -195,13 +221,35 @@ def workloads(data_dir: str, log_dir: str, smoke: bool) -> list[Workload]:
             seed_arg=SEED,
         ),
         Workload("import_lightning", [PYTHON, "-c", "import lightning"]),
-    ]
+        # The decode run removes the cache first; the cached run follows it in each round.
+        Workload("folder_decode", [*folder, *common, "trainer.limit_train_batches=1"],
+                 "decode_line", fresh=cache),
+        Workload("folder_cached", [*folder, *common], "results_json", seed_arg=SEED),
+    ]  # fmt: skip
+
+
+def image_folder(root: Path, count: int, size: int) -> Path:
+    """``count`` JPEGs of ``size`` px in 4 class folders: smooth random colour fields
+    (upsampled noise), so decoding costs what a photo of that size costs."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        folder = root / f"class{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        small = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
+        image.save(folder / f"{i}.jpg", quality=90)
+    return root
 
 
 def run_once(work: Workload, log_dir: Path, seed: int) -> dict[str, Any]:
     """Run the process once: wall time, peak RSS (its own, from wait4) and its results."""
     for old in log_dir.glob("*/runs/*/results.json"):
         old.unlink()  # so that the results read below are this run's
+    if work.fresh is not None:
+        shutil.rmtree(work.fresh, ignore_errors=True)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         argv = work.command(seed)
@@ -233,6 +281,16 @@ def run_once(work: Workload, log_dir: Path, seed: int) -> dict[str, Any]:
         run["fit_s"] = record["fit_s"]
         run["train_s"] = record.get("train_s")
         steps = record.get("steps")
+        if record.get("train_samples_per_s") and run["train_s"]:  # samples / epoch time
+            samples = record["train_samples_per_s"] * record["fit_s"]
+            run["images_per_s"] = round(samples / run["train_s"], 1)
+    elif work.result == "decode_line":  # "decoded N images in X s (R images/s, ...)"
+        found = re.search(r"decoded ([\d,]+) images in ([\d.]+) s", stderr)
+        if found is None:
+            sys.exit(f"{work.name}: no 'decoded ... images' line in its output\n{stderr}")
+        count, seconds = int(found.group(1).replace(",", "")), float(found.group(2))
+        run["images_per_s"] = round(count / max(seconds, 1e-3), 1)
+        return run
     else:
         return run
     if run["train_s"] is not None and steps:
@@ -271,6 +329,8 @@ def summarize(works: dict[str, Workload]) -> list[dict[str, Any]]:
     the target; accuracy rows add the seed count and the standard error of the difference."""
     out = []
     for label, base_name, ours_name, key, target, check in ROWS:
+        if ours_name not in works or (base_name and base_name not in works):
+            continue  # --only left it out
         base = summary(works[base_name], key) if base_name else None
         ours = summary(works[ours_name], key)
         known = ours is not None and (base is not None or not base_name)
@@ -320,6 +380,9 @@ def main() -> None:
     )
     parser.add_argument("--out", default="bench.json")
     parser.add_argument("--smoke", action="store_true", help="a few batches each, one round")
+    parser.add_argument(
+        "--only", default="", help="comma-separated workloads to run (default: all)"
+    )
     args = parser.parse_args()
     repeats = 1 if args.smoke else args.repeats
     rounds = repeats if args.smoke else max(repeats, args.seed_rounds)
@@ -328,6 +391,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dltrain-bench-") as tmp:
         log_dir = Path(tmp)
         works = {w.name: w for w in workloads(data_dir, str(log_dir), args.smoke)}
+        if args.only:
+            works = {n: w for n, w in works.items() if n in args.only.split(",")}
         for round_no in range(rounds):
             for work in works.values():
                 if round_no >= repeats and work.name not in LONG_PAIRS:

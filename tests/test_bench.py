@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, make_mnist
 
 WORKLOADS = {
@@ -20,6 +22,8 @@ WORKLOADS = {
     "help",
     "debug_fast",
     "import_lightning",
+    "folder_decode",
+    "folder_cached",
 }
 
 
@@ -75,6 +79,14 @@ def test_bench_smoke_writes_medians_and_ratios(tmp_path: Path) -> None:
     assert rss["baseline"] == medians["import_lightning"]["rss_mb"]
     assert rss["met"] == (rss["ours"] - rss["baseline"] <= 300)
     assert len([r for r in rows if r.startswith("peak RSS MB")]) == len(trained)
+    # Image folder rows: the decode run's rate from its "decoded N images" line (its cache
+    # removed first), the cached run's from its training epoch (48 of the 60 images).
+    decode = rows["image folder, first pass: images/s decoded"]
+    assert decode["ours"] == medians["folder_decode"]["images_per_s"] > 0
+    cached = report["workloads"]["folder_cached"]["runs"][0]
+    assert cached["steps"] == 1
+    assert cached["images_per_s"] == pytest.approx(48 / cached["train_s"], rel=0.01)
+    assert rows["image folder, cached epoch: images/s trained"]["ours"] == cached["images_per_s"]
     # The table on stdout carries the same rows.
     for what in rows:
         assert what in proc.stdout

@@ -18,6 +18,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
 from dltrain.checkpointing.checkpoint_io import load_checkpoint
+from dltrain.data.augment import center_crop
+from dltrain.data.image_decode import decode_image
 from dltrain.errors import ConfigError, DataError
 from dltrain.records.results import write_json
 
@@ -27,14 +29,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
     ckpt_path = Path(str(cfg.ckpt_path))
     checkpoint = load_checkpoint(ckpt_path)
-    net, shape = rebuild_net(checkpoint, ckpt_path)
+    net, shape, stored = rebuild_net(checkpoint, ckpt_path)
     stats = input_stats(checkpoint, ckpt_path)
     files = find_images(cfg.inputs)
     if int(cfg.top_k) < 1:
         raise ConfigError(f"top_k={cfg.top_k} must be at least 1", "use e.g. top_k=3")
     # Names given here, else those of the training data (image folders), else indices.
     names = list(cfg.class_names) if cfg.class_names else stats.get("classes") or None
-    probs = predict(net, files, shape, stats, int(cfg.batch_size))
+    probs = predict(net, files, shape, stats, int(cfg.batch_size), stored)
     records = top_k(files, probs, int(cfg.top_k), names)
     out = Path(cfg.paths.output_dir)
     write_predictions(out, records, ckpt_path)
@@ -43,8 +45,12 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     return records
 
 
-def rebuild_net(checkpoint: dict[str, Any], ckpt_path: Path) -> tuple[nn.Module, list[int]]:
-    """The net from the stored config, with the checkpoint's weights, in eval mode."""
+def rebuild_net(
+    checkpoint: dict[str, Any], ckpt_path: Path
+) -> tuple[nn.Module, list[int], list[int]]:
+    """The net from the stored config, with the checkpoint's weights, in eval mode; the
+    input shape it takes and the shape its training data was stored at (larger with
+    ``data.cache_shape``: evaluation took the center crop)."""
     stored = checkpoint.get("dltrain_config")
     if not stored:
         raise DataError(
@@ -53,11 +59,12 @@ def rebuild_net(checkpoint: dict[str, Any], ckpt_path: Path) -> tuple[nn.Module,
         )
     run_cfg = OmegaConf.create(stored)
     shape = [int(s) for s in run_cfg.data.shape]
+    stored = [int(s) for s in run_cfg.data.get("cache_shape") or shape]
     net = instantiate(run_cfg.model)
     # The Classifier holds the net as `net`; its other entries are metric states.
     weights = {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(weights)
-    return net.eval(), shape
+    return net.eval(), shape, stored
 
 
 def input_stats(checkpoint: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
@@ -93,35 +100,38 @@ def find_images(inputs: Any) -> list[Path]:
 
 
 def load_image(path: Path, shape: Sequence[int]) -> Tensor:
-    """Decode to the model's channel count and size: ``uint8`` ``(C, H, W)``."""
-    from torchvision.io import ImageReadMode, decode_image
-    from torchvision.transforms.v2.functional import resize
-
+    """Decode to the model's channel count and size: ``uint8`` ``(C, H, W)``, with the
+    decoder image folders are cached with (``data/image_decode.py``)."""
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise ConfigError(
             f"this model takes inputs of shape {list(shape)}, not images",
             "dl-predict reads images for models trained on 1- or 3-channel image data",
         )
-    mode = ImageReadMode.GRAY if shape[0] == 1 else ImageReadMode.RGB
     try:
-        image = decode_image(str(path), mode=mode)
-    except (RuntimeError, ValueError) as ex:
+        return torch.from_numpy(decode_image(str(path), shape).copy())
+    except OSError as ex:  # PIL's UnidentifiedImageError is one
         raise DataError(
             f"cannot decode {path} as an image ({ex})", "pass PNG or JPEG files"
         ) from ex
-    return resize(image, list(shape[1:]), antialias=True)
 
 
 def predict(
-    net: nn.Module, files: Sequence[Path], shape: Sequence[int], stats: dict[str, Any], batch: int
+    net: nn.Module,
+    files: Sequence[Path],
+    shape: Sequence[int],
+    stats: dict[str, Any],
+    batch: int,
+    stored: Sequence[int] | None = None,
 ) -> Tensor:
-    """Class probabilities ``(N, classes)``, normalised as in training."""
+    """Class probabilities ``(N, classes)``, prepared as evaluation batches were: resized
+    to the stored shape, center-cropped to ``shape``, normalised."""
     mean = torch.tensor(stats["mean"]).view(-1, 1, 1)
     std = torch.tensor(stats["std"]).view(-1, 1, 1)
     out = []
     with torch.inference_mode():
         for i in range(0, len(files), batch):
-            x = torch.stack([load_image(f, shape) for f in files[i : i + batch]]).float()
+            x = torch.stack([load_image(f, stored or shape) for f in files[i : i + batch]])
+            x = center_crop(x, shape[1:]).float()
             # Image files hold 0..255 whatever the training set stored; the statistics
             # are of inputs scaled to [0, 1] (see InMemoryDataModule.normalize).
             x = (x / 255.0 - mean) / std
