@@ -85,6 +85,7 @@ class Data:
 class FileData(Data):
     data_dir: str = rule()
     download: bool = rule()
+    cache_dir: str | None = rule()
 
 
 @dataclass

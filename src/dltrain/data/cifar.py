@@ -71,10 +71,13 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 class CIFAR10DataModule(InMemoryDataModule):
     """CIFAR-10: 50,000 train + 10,000 test 32x32 RGB ``uint8`` images."""
 
-    def __init__(self, data_dir: str, download: bool = False, **kwargs) -> None:
+    def __init__(
+        self, data_dir: str, download: bool = False, cache_dir: str | None = None, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.data_dir = Path(data_dir)
         self.download = bool(download)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
 
     def prepare_data(self) -> None:
         if self.download:
@@ -83,7 +86,11 @@ class CIFAR10DataModule(InMemoryDataModule):
     def load(self) -> tuple[Split, Split]:
         folder = self.data_dir / FOLDER
         check_files(folder, TRAIN_FILES + TEST_FILES, "CIFAR10", self.data_dir)
-        return self._read(folder, TRAIN_FILES), self._read(folder, TEST_FILES)
+        return self.cached(
+            self.cache_dir,
+            [folder / name for name in TRAIN_FILES + TEST_FILES],
+            lambda: (self._read(folder, TRAIN_FILES), self._read(folder, TEST_FILES)),
+        )
 
     @staticmethod
     def _read(folder: Path, names: tuple[str, ...]) -> Split:

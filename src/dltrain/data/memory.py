@@ -14,12 +14,15 @@ gathered into pinned memory and copied asynchronously.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -143,6 +146,46 @@ class InMemoryDataModule(pl.LightningDataModule):
         """Return the full (train, test) splits; inputs shaped ``(N, *shape)``."""
         raise NotImplementedError
 
+    # ---- an optional record cache for datasets read whole (MNIST, CIFAR) -----------------
+    def cached(
+        self,
+        cache_dir: Path | None,
+        sources: Sequence[Path],
+        read: Callable[[], tuple[Split, Split]],
+    ) -> tuple[Split, Split]:
+        """``read()`` as is without ``cache_dir``; with it, its ``uint8`` splits go to a
+        record cache keyed by ``sources`` (name, size, modification time) and come back
+        memory-mapped, as image folders do (the first run reads and writes, later runs
+        only map)."""
+        if cache_dir is None:
+            return read()
+        listing = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sources]
+        shape = list(self.cache_shape)
+        blob = json.dumps([record_cache.FORMAT_VERSION, type(self).__name__, shape, listing])
+        key = hashlib.sha256(blob.encode()).hexdigest()[:24]
+        if not record_cache.exists(cache_dir, key):
+            train, test = read()
+            if tuple(train.x.shape[1:]) != self.cache_shape or train.x.dtype != torch.uint8:
+                return train, test  # not what the cache holds: setup's checks say why
+            labels = torch.cat([train.y, test.y]).numpy()
+            bounds = {"train": (0, len(train)), "test": (len(train), len(train) + len(test))}
+
+            def fill(writer: record_cache.Writer) -> None:
+                records = writer.records()
+                records[: len(train)] = train.x.numpy()
+                records[len(train) :] = test.x.numpy()
+                records.flush()
+                writer.mark(np.arange(len(labels)))
+
+            opened = record_cache.build(cache_dir, key, self.cache_shape, labels, bounds, fill)
+        else:
+            opened = record_cache.open_cache(cache_dir / key)
+        splits = [
+            Split(opened.x, opened.y[a:b], torch.arange(a, b), opened.path)
+            for a, b in (opened.splits["train"], opened.splits["test"])
+        ]
+        return splits[0], splits[1]
+
     # ---- Lightning hooks -------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -176,7 +219,9 @@ class InMemoryDataModule(pl.LightningDataModule):
             return
         moved: dict[int, Tensor] = {}  # splits of one record cache share its tensor
         for s in splits:
-            s.x = moved.setdefault(id(s.x), s.x.to(device))
+            if id(s.x) not in moved:
+                moved[id(s.x)] = s.x.to(device)
+            s.x = moved[id(s.x)]
             s.y = s.y.to(device)
             s.index = s.index.to(device) if s.index is not None else None
 

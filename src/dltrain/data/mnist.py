@@ -22,10 +22,13 @@ class MNISTDataModule(InMemoryDataModule):
     #: torchvision dataset class name; also the folder name under ``data_dir``.
     dataset = "MNIST"
 
-    def __init__(self, data_dir: str, download: bool = False, **kwargs) -> None:
+    def __init__(
+        self, data_dir: str, download: bool = False, cache_dir: str | None = None, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.data_dir = Path(data_dir)
         self.download = bool(download)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
 
     def prepare_data(self) -> None:
         if self.download:
@@ -41,6 +44,9 @@ class MNISTDataModule(InMemoryDataModule):
                 raw / f"{prefix}-labels-idx1-ubyte",
                 self.num_classes,
             )
+        return self.cached(self.cache_dir, [raw / name for name in RAW_FILES], self._read)
+
+    def _read(self) -> tuple[Split, Split]:
         splits = []
         for train in (True, False):
             ds = load_torchvision(self.dataset, self.data_dir, train=train, download=False)

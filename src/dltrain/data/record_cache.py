@@ -147,6 +147,11 @@ def build(
     return open_cache(final)
 
 
+def exists(cache_dir: Path, key: str) -> bool:
+    """Whether the finished cache ``key`` is under ``cache_dir``."""
+    return (cache_dir / key / INDEX).is_file()
+
+
 def open_cache(folder: Path) -> RecordSet:
     """Open a finished cache memory-mapped (the records are not read here)."""
     meta = json.loads((folder / INDEX).read_text())
