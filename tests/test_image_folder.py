@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import make_image_folder
 from dltrain.data.image_folder import ImageFolderDataModule
-from dltrain.errors import ConfigError
+from dltrain.errors import ConfigError, DataError
 from test_train import train_in_process
 
 
@@ -122,3 +122,18 @@ def test_folder_errors_say_what_to_fix(tmp_path: Path) -> None:
         datamodule(root, None)
     with pytest.raises(Exception, match=r"does not exist — set data.root"):
         datamodule(tmp_path / "nowhere", None)
+
+
+def test_unreadable_images_are_reported_with_their_paths(tmp_path: Path) -> None:
+    root = make_image_folder(tmp_path / "images")
+    (root / "red" / "broken.png").write_bytes(b"not a png")
+    (root / "blue" / "empty.png").write_bytes(b"")
+    with pytest.raises(DataError) as err:
+        datamodule(root, tmp_path / "cache", workers=2)
+    assert str(err.value) == (
+        f"cannot read 2 images: {root / 'blue' / 'empty.png'} (UnidentifiedImageError), "
+        f"{root / 'red' / 'broken.png'} (UnidentifiedImageError) — remove or replace the files"
+    )
+    (root / "blue" / "empty.png").unlink()
+    with pytest.raises(DataError, match=r"^cannot read image .*broken.png \(Unidentified"):
+        datamodule(root, None)

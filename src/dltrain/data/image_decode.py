@@ -98,7 +98,7 @@ def _init(records_path: str, count: int, shape: tuple[int, ...]) -> None:
 
 def _decode_chunk(task: tuple[list[int], list[str]]) -> tuple[list[int], list[tuple[str, str]]]:
     """Decode one chunk into the shared record file: (written indices, unreadable files)."""
-    from PIL import UnidentifiedImageError
+    from PIL import Image
 
     fd = _worker["fd"]
     shape = _worker["shape"]
@@ -108,7 +108,7 @@ def _decode_chunk(task: tuple[list[int], list[str]]) -> tuple[list[int], list[tu
     for i, path in zip(*task, strict=True):
         try:
             pixels = decode_image(path, shape)  # type: ignore[arg-type]
-        except (OSError, UnidentifiedImageError) as ex:
+        except (OSError, Image.DecompressionBombError) as ex:  # and UnidentifiedImageError
             bad.append((path, type(ex).__name__))
             continue
         os.pwrite(fd, np.ascontiguousarray(pixels).data, i * size)  # type: ignore[arg-type]
