@@ -425,6 +425,13 @@ def test_an_unimportable_target_is_named_before_any_data_loads(tmp_path: Path) -
         "folder that holds mynet.py, add it to PYTHONPATH, or pip install your package"
     )
     assert not (work / "outputs").exists() or not list((work / "outputs").rglob("*.ckpt"))
+    # An option with a built-in name replaces the built-in one, from --config-dir too.
+    (elsewhere / "optimizer").mkdir()
+    adam = USER_FILES["configs/optimizer/adam.yaml"].replace("0.02", "0.07")
+    (elsewhere / "optimizer" / "adam.yaml").write_text(adam)
+    r = run_cli(["--config-dir", str(elsewhere), "--cfg", "job"], work)
+    assert r.returncode == 0, r.stderr
+    assert "  lr: 0.07\n" in r.stdout
     # A misspelled class in a module that does import: the names it has.
     (work / "mynet.py").write_text(USER_FILES["mynet.py"])
     misspelled = USER_FILES["configs/model/mynet.yaml"].replace("MyNet", "MyNett")

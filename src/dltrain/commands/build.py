@@ -13,13 +13,9 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.checkpointing.checkpoint_io import SafeCheckpointIO
+from dltrain.config.targets import DATA_DESCRIPTIVE, MODULE_GIVEN
 from dltrain.errors import ConfigError
 from dltrain.runtime.hooks import skip_unused_callback_hooks, skip_unused_module_hooks
-
-#: Keys of a data config that describe the data to the other configs (``in_shape:
-#: ${data.shape}``, ``num_classes: ${data.num_classes}``): a data module whose
-#: constructor does not take them is built without them.
-DESCRIPTIVE = ("shape", "num_classes")
 
 
 def datamodule(cfg: DictConfig) -> pl.LightningDataModule:
@@ -28,8 +24,8 @@ def datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     from hydra.utils import get_class
 
     node = cfg.data
-    takes = _accepted(get_class(node._target_), dict.fromkeys(DESCRIPTIVE))
-    drop = [k for k in DESCRIPTIVE if k in node and k not in takes]
+    takes = _accepted(get_class(node._target_), dict.fromkeys(DATA_DESCRIPTIVE))
+    drop = [k for k in DATA_DESCRIPTIVE if k in node and k not in takes]
     if not drop:
         return instantiate(node)
     plain = OmegaConf.to_container(node, resolve=True)  # resolved while it has its parent
@@ -56,7 +52,7 @@ def module(cfg: DictConfig) -> pl.LightningModule:
     if cfg.get("compile"):
         net.compile()  # in place: state_dict keys stay the same as without compile
     sched = cfg.scheduler.get("scheduler")
-    given = {
+    given = {  # the names in MODULE_GIVEN (config/targets.py: the checks skip them)
         "net": net,
         "optimizer": instantiate(cfg.optimizer),
         "scheduler": instantiate(sched) if sched is not None else None,
@@ -67,7 +63,7 @@ def module(cfg: DictConfig) -> pl.LightningModule:
     if node is None:
         node = OmegaConf.create(DEFAULT_MODULE, parent=cfg)
     factory = instantiate(node, _partial_=True)
-    out = factory(**_accepted(factory.func, given))
+    out = factory(**_accepted(factory.func, {k: given[k] for k in MODULE_GIVEN}))
     if not isinstance(out, pl.LightningModule):
         raise ConfigError(
             f"module {node._target_} is a {type(out).__name__}, not a LightningModule",

@@ -21,6 +21,15 @@ from dltrain.errors import ConfigError, did_you_mean
 #: Groups whose choice names the config best in a message, in this order.
 FIRST = ("model", "module", "data", "logger")
 
+#: Arguments the runner passes to the ``module`` node's class besides its config keys,
+#: each only when the constructor takes it (``commands/build.py``): a module config
+#: does not set them, and a check of its keys against the signature must not ask for them.
+MODULE_GIVEN = ("net", "optimizer", "scheduler", "scheduler_interval", "metrics")
+#: Keys of a data config that describe the data to the other configs (``in_shape:
+#: ${data.shape}``, ``num_classes: ${data.num_classes}``); a data module whose
+#: constructor does not take them is built without them (any LightningDataModule).
+DATA_DESCRIPTIVE = ("shape", "num_classes")
+
 
 def targets(cfg: DictConfig) -> list[tuple[str, str]]:
     """``(dotted path of the node, _target_)`` of every node, model/module/data first."""
