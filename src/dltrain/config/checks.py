@@ -34,9 +34,12 @@ def validate(cfg: DictConfig) -> None:
         check_model_takes_data(cfg)
     schema.check(cfg)  # types, ranges, keys, combinations: the config alone, no torch
     check_metric_names(_plain_metrics(cfg))
-    targets.check_importable(cfg)  # the user's classes too: named before any data loads
     check_hardware(cfg)
+    # The user's classes too are imported and named before any data loads: the model
+    # first (a torch import), so a model/data mismatch is reported before Lightning loads.
+    targets.check_importable(cfg, groups=("model",))
     check_model_takes_data(cfg)
+    targets.check_importable(cfg)
     check_modality(cfg)
 
 

@@ -64,10 +64,12 @@ def check_extras(cfg: DictConfig) -> None:
             )
 
 
-def check_importable(cfg: DictConfig) -> None:
-    """Import every target (the run imports them next anyway); name what fails."""
-    for _, target in targets(cfg):
-        locate(target)
+def check_importable(cfg: DictConfig, groups: tuple[str, ...] | None = None) -> None:
+    """Import every target (the run imports them next anyway), or those of ``groups``;
+    name what fails."""
+    for path, target in targets(cfg):
+        if groups is None or path.split(".")[0] in groups:
+            locate(target)
 
 
 def locate(target: str) -> Any:
