@@ -378,29 +378,18 @@ class PairsData(pl.LightningDataModule):
 
 def test_any_lightning_data_module_with_x_y_batches_trains(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
 
     from dltrain.commands.train import fit_and_test
 
+    overrides = [f"paths.output_dir={tmp_path}", "logger=none", "callbacks=none"]
+    overrides += ["trainer.max_epochs=4", "metrics.test=[]"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[
-                f"paths.output_dir={tmp_path}",
-                "+data.n=48",
-                "data._target_=test_install.PairsData",
-                "data.shape=[6]",  # for the net (in_shape: ${data.shape}), not the module
-                "data.num_classes=2",
-                "logger=none",
-                "callbacks=none",
-                "trainer.max_epochs=4",
-                "metrics.test=[]",
-            ],
+        cfg = compose(config_name="train", overrides=overrides)
+    with open_dict(cfg):  # shape and num_classes for the net's interpolations only
+        cfg.data = OmegaConf.create(
+            {"_target_": "test_install.PairsData", "n": 48, "shape": [6], "num_classes": 2}
         )
-    from omegaconf import open_dict
-
-    with open_dict(cfg):  # keys of the digits config that PairsData does not take
-        for key in ("batch_size", "eval_batch_size", "val_fraction", "seed", "mean", "std"):
-            cfg.data.pop(key)
     record = fit_and_test(cfg)
     assert record["steps"] == 12  # 48 samples, batches of 16, 4 epochs
     assert record["metrics"]["test/acc"] > 0.6  # y is the sign of x[:, 0]: learnable

@@ -127,7 +127,7 @@ def _missing_option(ex: BaseException, text: str) -> str:
             f"choose one of: {', '.join(sorted(options))}"
         )
     if "Primary config" in text or "config_name" in text:
-        return f"{_first_line(text)} — reinstall with `make install`"
+        return f"{_first_line(text)} — reinstall dl-train (`make install` in a clone)"
     return f"{_first_line(text)} — see `dl-train --help` for the config groups and options"
 
 
