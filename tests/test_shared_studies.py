@@ -238,3 +238,20 @@ def test_a_pruning_sweep_through_submitits_job_machinery(tmp_path: Path) -> None
     for t in summary["trials"]:
         results = json.loads((Path(t["run_dir"]) / "results.json").read_text())
         assert results["status"] == {"PRUNED": "pruned", "COMPLETE": "completed"}[t["state"]]
+
+
+def test_a_submitit_launcher_without_its_extra_names_the_extra() -> None:
+    from hydra.errors import MissingConfigException
+
+    from dltrain.errors import describe
+
+    missing = MissingConfigException(
+        "Could not find 'hydra/launcher/submitit_slurm'",
+        missing_cfg_file="hydra/launcher/submitit_slurm",
+        options=["basic", "joblib"],
+    )
+    assert describe(missing) == (
+        2,
+        "hydra/launcher=submitit_slurm needs the slurm extra (hydra-submitit-launcher) — "
+        "pip install 'dl-train[slurm]'",
+    )

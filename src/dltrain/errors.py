@@ -121,6 +121,11 @@ def _missing_option(ex: BaseException, text: str) -> str:
     m = re.search(r"Could not find '([^']+)'", text)
     missing = m.group(1) if m else getattr(ex, "missing_cfg_file", "?")
     group, _, option = str(missing).rpartition("/")
+    if group == "hydra/launcher" and option.startswith("submitit_"):
+        return (  # the launcher plugin is an extra (pyproject.toml)
+            f"hydra/launcher={option} needs the slurm extra (hydra-submitit-launcher) — "
+            "pip install 'dl-train[slurm]'"
+        )
     if group and options:
         return (
             f"unknown option '{option}' for {group}{did_you_mean(option, options)} — "
