@@ -155,6 +155,13 @@ def test_a_cache_that_does_not_fit_the_disk_is_refused_before_decoding(
         "there, set data.cache_dir to a disk with room, or use a smaller data.cache_shape"
     )
     assert [p.suffix for p in cache.iterdir()] == [".lock"]  # nothing written
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(DataError) as err:
+        record_cache.build(tmp_path / "a_file" / "cache", "k", (1,), np.zeros(1), {}, print)
+    assert str(err.value) == (
+        f"cannot write the cache in {tmp_path / 'a_file' / 'cache'} (NotADirectoryError: Not a "
+        "directory) — set data.cache_dir to a folder you can write to, or null (no cache)"
+    )
 
 
 def test_the_dataset_goes_on_the_device_only_within_its_budget(

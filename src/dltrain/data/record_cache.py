@@ -25,7 +25,6 @@ the whole format is a raw array file the OS maps, and a batch stays one gather.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import math
@@ -35,6 +34,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -130,8 +130,8 @@ def build(
     final = cache_dir / key
     if (final / INDEX).is_file():
         return open_cache(final)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(cache_dir / f"{key}.lock"):
+    lock = _acquire(cache_dir, key)
+    try:
         if (final / INDEX).is_file():  # another process wrote it while this one waited
             return open_cache(final)
         partial = cache_dir / f"{key}.partial"
@@ -144,6 +144,8 @@ def build(
         if missing:
             raise RuntimeError(f"{missing} records of {partial} were not written")
         _finish(partial, final, shape, labels, splits)
+    finally:
+        lock.close()  # releases the flock
     return open_cache(final)
 
 
@@ -189,15 +191,19 @@ def _read(f, start: int, count: int, size: int) -> np.ndarray:
     return np.frombuffer(f.read(count * size), dtype=np.uint8).reshape(count, size)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (released if the process dies)."""
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _acquire(cache_dir: Path, key: str) -> IO[str]:
+    """An exclusive ``flock`` on ``<key>.lock`` (released when the file is closed or the
+    process dies), waiting for the process that holds it."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(cache_dir / f"{key}.lock", "a")  # noqa: SIM115 - closed by the caller
+    except OSError as ex:
+        raise DataError(
+            f"cannot write the cache in {cache_dir} ({type(ex).__name__}: {ex.strerror})",
+            "set data.cache_dir to a folder you can write to, or null (no cache)",
+        ) from ex
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
 
 
 def _start(partial: Path, count: int, shape: tuple[int, ...]) -> Writer:
