@@ -274,6 +274,7 @@ def run_once(work: Workload, log_dir: Path, seed: int) -> dict[str, Any]:
         run["fit_s"] = round(line["fit_s"], 3)
         run["train_s"] = round(line["train_s"], 3) if "train_s" in line else None
         steps = line.get("steps")
+        run["precision"] = line.get("precision")
     elif work.result == "results_json":
         (path,) = log_dir.glob("*/runs/*/results.json")
         record = json.loads(path.read_text())
@@ -281,6 +282,7 @@ def run_once(work: Workload, log_dir: Path, seed: int) -> dict[str, Any]:
         run["fit_s"] = record["fit_s"]
         run["train_s"] = record.get("train_s")
         steps = record.get("steps")
+        run["precision"] = record.get("precision")
         if record.get("train_samples_per_s") and run["train_s"]:  # samples / epoch time
             samples = record["train_samples_per_s"] * record["fit_s"]
             run["images_per_s"] = round(samples / run["train_s"], 1)

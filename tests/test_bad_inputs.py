@@ -190,7 +190,7 @@ CASES = [
          "'relu'?) — use one of: relu, gelu, tanh, silu, leaky_relu"),
     Case("precision-typo", ["trainer.precision=bf17"], 2,
          "error: trainer.precision='bf17' is not one of the allowed values (did you mean "
-         "'bf16'?) — use one of: 64-true, 64, 32-true, 32, 16-mixed, 16, bf16-mixed, bf16, "
+         "'bf16'?) — use one of: auto, 64-true, 64, 32-true, 32, 16-mixed, 16, bf16-mixed, bf16, "
          "16-true, bf16-true, transformer-engine, transformer-engine-float16"),
     Case("interval", ["scheduler=cosine", "scheduler.interval=batch"], 2,
          "error: scheduler.interval='batch' is not one of the allowed values — "

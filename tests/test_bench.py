@@ -49,6 +49,9 @@ def test_bench_smoke_writes_medians_and_ratios(tmp_path: Path) -> None:
     for name in trained:  # each training workload reports what it learned and how fast
         run = report["workloads"][name]["runs"][0]
         assert 0.0 <= run["acc"] <= 1.0 and run["fit_s"] > 0, name
+    # The per-step pair runs in the same precision (trainer.precision=auto resolved alike).
+    pair = [report["workloads"][n]["runs"][0]["precision"] for n in ("plain_loop", "mnist_speed")]
+    assert pair[0] == pair[1] and pair[0] in ("32-true", "bf16-mixed"), pair
     rows = {row["what"]: row for row in report["comparisons"]}
     seed = rows["seed recipe wall s: seed_loop | seed_mlp"]
     medians = {n: w["median"] for n, w in report["workloads"].items()}

@@ -63,7 +63,7 @@ def test_implemented_batch_hooks_run_every_step_and_the_rest_are_skipped(tmp_pat
 
 
 def _guard_steps(guard: NanGuard, losses: list[float]) -> None:
-    trainer = SimpleNamespace(global_step=0, current_epoch=1)
+    trainer = SimpleNamespace(global_step=0, current_epoch=1, world_size=1)
     for step, value in enumerate(losses):
         trainer.global_step = step
         guard.on_before_backward(trainer, None, torch.tensor(value))
@@ -73,7 +73,8 @@ def test_nan_guard_names_the_first_bad_step_at_the_epoch_end() -> None:
     guard = NanGuard(check_every_n_steps=50)
     _guard_steps(guard, [1.0] * 7 + [float("inf"), float("nan"), 1.0])  # no check yet
     with pytest.raises(RunError, match="the training loss became NaN/inf at step 7 "):
-        guard.on_train_epoch_end(SimpleNamespace(current_epoch=1, is_global_zero=True), None)
+        done = SimpleNamespace(current_epoch=1, is_global_zero=True, world_size=1)
+        guard.on_train_epoch_end(done, None)
 
 
 def test_nan_guard_checks_every_n_losses_without_waiting_for_the_epoch_end() -> None:

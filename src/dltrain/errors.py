@@ -19,6 +19,8 @@ class UserError(Exception):
     """A problem the user can fix; ``str()`` is the full ``what — how to fix`` text."""
 
     exit_code = USAGE
+    #: Raised by every DDP rank at once (a collective stop): only global rank 0 prints it.
+    all_ranks = False
 
     def __init__(self, what: str, fix: str | None = None) -> None:
         self.what = what

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.strategies import FSDPStrategy
 
 from dltrain.errors import ConfigError, DataError
 
 
-def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)``: never unpickles arbitrary objects."""
+def load_checkpoint(path: Path, map_location: Any = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``: never unpickles arbitrary objects.
+    ``mmap=True`` maps the tensors instead of reading them (a check costs no copy)."""
     import pickle
     import zipfile
 
@@ -24,7 +26,7 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
             "pass ckpt_path=<run dir>/checkpoints/<file>.ckpt of a finished or interrupted run",
         )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as ex:
         detail = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
         raise DataError(
@@ -84,3 +86,16 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class WeightsOnlyFSDPStrategy(FSDPStrategy):
+    """Lightning's ``FSDPStrategy`` (``trainer=fsdp``), whose full single-file checkpoints
+    are opened with ``weights_only=True`` first. Why: Lightning's FSDP loader reads them
+    with its own lazy unpickler, which would run code a checkpoint carries; the check
+    maps the file (``mmap``), so it costs no second copy in memory."""
+
+    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> Any:
+        path = Path(checkpoint_path)
+        if path.is_file():  # a full checkpoint (a sharded one is a folder of tensors)
+            load_checkpoint(path, mmap=True)
+        return super().load_checkpoint(checkpoint_path, weights_only=weights_only)

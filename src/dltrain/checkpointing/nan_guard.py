@@ -9,6 +9,12 @@ A save that would write non-finite weights is refused, so ``last.ckpt`` always h
 the last good state. ``policy="skip"`` reads the loss each step (one sync) and drops
 the optimizer step of a bad batch (gradients set to ``None``: no update, no moment
 change).
+
+Under DDP every decision is collective, made on values all-reduced over the ranks at
+points every rank reaches together: a NaN on one rank's shard makes the all-reduced
+gradients NaN on every rank, so every rank skips that step (else the ranks' weights
+would diverge), and every rank stops at the same check with the same step number
+(one rank raising alone would leave the others waiting in the next collective).
 """
 
 from __future__ import annotations
@@ -49,7 +55,11 @@ class NanGuard(Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
     ) -> None:
-        if self.policy == "skip" and self._loss is not None and not torch.isfinite(self._loss):
+        if self.policy != "skip" or self._loss is None:
+            return
+        bad = not bool(torch.isfinite(self._loss))
+        # True on every rank when any rank's loss is bad (a no-op in one process).
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
             optimizer.zero_grad(set_to_none=True)  # params without grads are not updated
             self.skipped += 1
 
@@ -64,13 +74,18 @@ class NanGuard(Callback):
     ) -> None:
         """Raising here aborts the save: a checkpoint never holds NaN/inf weights."""
         self._raise_if_bad(trainer)
-        params = [p.detach() for p in pl_module.parameters()]
-        if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
-            raise RunError(
+        params = [p.detach() for p in pl_module.parameters() if p.numel()]
+        bad = bool(params) and not bool(torch.stack([p.isfinite().all() for p in params]).all())
+        if trainer.world_size > 1:  # sharded weights (FSDP) differ per rank: decide together
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            error = RunError(
                 f"the weights became NaN/inf by step {trainer.global_step} "
                 f"(epoch {trainer.current_epoch}); the last good checkpoint was kept",
                 _HOW_TO_FIX,
             )
+            error.all_ranks = True
+            raise error
 
     def _raise_if_bad(self, trainer: pl.Trainer) -> None:
         if self.policy != "stop" or not self._unchecked:
@@ -78,13 +93,25 @@ class NanGuard(Callback):
         unchecked, self._unchecked = self._unchecked, []
         losses = torch.stack([loss for _, loss in unchecked])
         finite = torch.isfinite(losses).tolist()  # one device sync
-        if not all(finite):
-            step = unchecked[finite.index(False)][0]
-            raise RunError(
+        step = next((s for (s, _), ok in zip(unchecked, finite, strict=True) if not ok), -1)
+        if trainer.world_size > 1:  # the first bad step over all ranks, on every rank
+            step = _first_bad_step_of_all_ranks(trainer, step)
+        if step >= 0:
+            error = RunError(
                 f"the training loss became NaN/inf at step {step} "
                 f"(epoch {trainer.current_epoch}); the last good checkpoint was kept",
                 _HOW_TO_FIX,
             )
+            error.all_ranks = True  # every rank raises it: only rank 0 prints it
+            raise error
+
+
+def _first_bad_step_of_all_ranks(trainer: pl.Trainer, step: int) -> int:
+    """The smallest bad step over the ranks (-1: none), from one all-reduce."""
+    big = torch.iinfo(torch.int64).max
+    local = torch.tensor(step if step >= 0 else big, device=trainer.strategy.root_device)
+    first = int(trainer.strategy.reduce(local, reduce_op="min"))
+    return first if first != big else -1
 
 
 _HOW_TO_FIX = (

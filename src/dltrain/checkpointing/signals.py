@@ -5,6 +5,14 @@ broadcasts it to every DDP rank). ``StopOnSignal`` routes a first Ctrl+C (SIGINT
 through the same path, writes ``checkpoints/last.ckpt`` when the stop arrives, and
 ``interruption`` turns Lightning's ``SIGTERMException`` into a one-line error with
 the command that continues the run. A second Ctrl+C stops at once.
+
+Under DDP the stop is collective. Lightning's own SIGTERM handler broadcasts from inside
+the signal handler, at whatever point each rank happens to be: paired with a gradient
+all-reduce on another rank, both wait for ever (seen with ``trainer=ddp_cpu``). Here a
+signal only sets a flag on the rank that received it; after each training batch the
+ranks all-reduce their flags and, when any is set, all set Lightning's
+``received_sigterm`` together, so every rank stops after the same batch, saves the same
+``last.ckpt`` (written once, by rank 0) and only rank 0 prints the resume command.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -36,6 +45,7 @@ class Interrupted(UserError):
     def __init__(self, what: str, fix: str, signum: int) -> None:
         super().__init__(what, fix)
         self.exit_code = 128 + signum
+        self.all_ranks = True  # every DDP rank stops with it: only rank 0 prints it
 
 
 class StopOnSignal(Callback):
@@ -45,11 +55,13 @@ class StopOnSignal(Callback):
         self.last_path = Path(last_path)
         self.signum: int | None = None
         self.saved: Path | None = None
+        self._world_size = 1
         self._chained: Any = None
         self._old_int: Any = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning registers its SIGTERM handler just before training starts.
+        self._world_size = trainer.world_size
         self._chained = signal.getsignal(signal.SIGTERM)
         self._old_int = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -60,8 +72,24 @@ class StopOnSignal(Callback):
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl+C: stop now
         self.signum = self.signum or signum
+        if self._world_size > 1:
+            return  # decided together after the batch (on_train_batch_end)
         if callable(self._chained):  # Lightning's: sets trainer.received_sigterm
             self._chained(signal.SIGTERM, frame)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        """Under DDP: stop on every rank when any rank got a signal (one all-reduce)."""
+        if self._world_size < 2:
+            return
+        # One all-reduce (no barrier first, unlike strategy.reduce); Lightning reads its
+        # own SIGTERM broadcast back every step already, so the read adds no new sync.
+        flag = torch.tensor([self.signum or 0], device=trainer.strategy.root_device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        signum = int(flag.item())
+        if signum:
+            self.signum = self.signum or signum
+            # Lightning raises SIGTERMException on it after this batch, on every rank.
+            trainer._signal_connector.received_sigterm = True
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore()

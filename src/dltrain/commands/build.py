@@ -27,9 +27,15 @@ def datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     takes = _accepted(get_class(node._target_), dict.fromkeys(DATA_DESCRIPTIVE))
     drop = [k for k in DATA_DESCRIPTIVE if k in node and k not in takes]
     if not drop:
-        return instantiate(node)
-    plain = OmegaConf.to_container(node, resolve=True)  # resolved while it has its parent
-    return instantiate({k: v for k, v in plain.items() if k not in drop})
+        dm = instantiate(node)
+    else:
+        plain = OmegaConf.to_container(node, resolve=True)  # resolved while it has its parent
+        dm = instantiate({k: v for k, v in plain.items() if k not in drop})
+    if cfg.get("channels_last") and hasattr(dm, "memory_format"):
+        # Image batches leave normalisation channels-last, in the same copy: the
+        # channels-last net then never converts its input layout (4-D batches only).
+        dm.memory_format = torch.channels_last
+    return dm
 
 
 #: The module of configs stored before the ``module`` group existed (old checkpoints).
@@ -130,7 +136,15 @@ def loggers(cfg: DictConfig) -> list[Any]:
     return [instantiate(spec) for spec in node.values() if spec and "_target_" in spec]
 
 
-def trainer(cfg: DictConfig, cbs: list[Callback], logs: list[Any], **overrides: Any) -> pl.Trainer:
+def trainer(
+    cfg: DictConfig,
+    cbs: list[Callback],
+    logs: list[Any],
+    net: torch.nn.Module | None = None,
+    **overrides: Any,
+) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer`` with the hardware defaults resolved
+    (``hardware_settings``); ``net`` is needed by ``trainer=fsdp`` (its wrap policy)."""
     from lightning.pytorch.callbacks import ProgressBar
 
     has_bar = any(isinstance(c, ProgressBar) for c in cbs)
@@ -143,7 +157,33 @@ def trainer(cfg: DictConfig, cbs: list[Callback], logs: list[Any], **overrides: 
         # Atomic saves and weights_only loads for every checkpoint (see checkpoints.py).
         "plugins": [SafeCheckpointIO()],
     }
+    kwargs.update(hardware_settings(cfg, net))
     kwargs.update(overrides)
     out = instantiate(cfg.trainer, **kwargs)
     skip_unused_callback_hooks(out.callbacks)  # ~0.1 ms a step (callbacks/hooks.py)
     return out
+
+
+def hardware_settings(cfg: DictConfig, net: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Trainer arguments the hardware decides: ``precision: auto`` resolved
+    (runtime/precision.py), cuDNN autotuning on GPUs unless the run is deterministic
+    (``benchmark: null``), and FSDP's wrap and precision policies (runtime/sharding.py)."""
+    from dltrain.runtime import precision, sharding
+
+    node = cfg.trainer
+    accelerator = str(node.get("accelerator", "cpu"))
+    out: dict[str, Any] = {"precision": precision.resolve(node.get("precision"), accelerator)}
+    if node.get("benchmark") is None and accelerator in precision.GPU_ACCELERATORS:
+        out["benchmark"] = not node.get("deterministic")
+    strategy = node.get("strategy")
+    if is_fsdp(cfg) and net is not None and OmegaConf.is_dict(strategy):
+        out["strategy"] = instantiate(
+            strategy, **sharding.strategy_kwargs(net, str(out["precision"]))
+        )
+    return out
+
+
+def is_fsdp(cfg: DictConfig) -> bool:
+    strategy = cfg.trainer.get("strategy")
+    name = strategy if isinstance(strategy, str) else str(strategy.get("_target_", ""))
+    return "fsdp" in name.lower()

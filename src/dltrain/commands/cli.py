@@ -26,10 +26,19 @@ def _show_traceback() -> bool:
 
 
 def _exit_with(ex: BaseException) -> None:
-    """Print ``error: what — how to fix`` and exit with the error's code."""
+    """Print ``error: what — how to fix`` and exit with the error's code. An error every
+    DDP rank raises together is printed once, by rank 0."""
     code, message = errors.describe(ex)
-    print(f"error: {message}", file=sys.stderr)
+    user = errors.find_user_error(ex)
+    if user is None or not user.all_ranks or _is_rank_zero():
+        print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def _is_rank_zero() -> bool:
+    from dltrain.runtime.process import is_rank_zero
+
+    return is_rank_zero()
 
 
 def _run_app(app: Callable[[], object]) -> None:

@@ -44,7 +44,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     datamodule = build.datamodule(run_cfg)
     module = build.module(run_cfg)
     bar = [c for c in build.callbacks(run_cfg, with_logger=False) if _is_progress(c)]
-    trainer = build.trainer(run_cfg, bar, [], default_root_dir=cfg.paths.output_dir)
+    trainer = build.trainer(
+        run_cfg, bar, [], net=getattr(module, "net", module), default_root_dir=cfg.paths.output_dir
+    )
     metrics: dict[str, float] = {}
     if build.has_validation(run_cfg):
         trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)

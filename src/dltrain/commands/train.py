@@ -79,7 +79,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         StopOnSignal(Path(cfg.paths.output_dir) / resume.LAST),
         NanGuard(cfg.get("nan_policy", "stop")),
     ]
-    trainer = build.trainer(cfg, callbacks, loggers)
+    trainer = build.trainer(cfg, callbacks, loggers, net=getattr(module, "net", module))
     for logger in loggers:
         logger.log_hyperparams(_flat_config(cfg))
 
@@ -109,6 +109,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         "train_samples_per_s": round(samples / fit_s, 1) if fit_s > 0 and samples else None,
         "best_checkpoint": _best_checkpoint(trainer),
         "seed": cfg.seed,
+        "precision": str(trainer.precision),  # trainer.precision=auto resolved
         "world_size": trainer.world_size,
         "is_global_zero": trainer.is_global_zero,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dltrain.config import schema, targets
 from dltrain.config.model_data import check_model_takes_data
@@ -34,6 +34,8 @@ def validate(cfg: DictConfig) -> None:
         check_model_takes_data(cfg)
     schema.check(cfg)  # types, ranges, keys, combinations: the config alone, no torch
     check_metric_names(_plain_metrics(cfg))
+    if is_multirun():
+        check_multirun_processes(cfg)
     check_hardware(cfg)
     # The user's classes too are imported and named before any data loads: the model
     # first (a torch import), so a model/data mismatch is reported before Lightning loads.
@@ -99,6 +101,47 @@ def discard_unused_run_dir(cfg: DictConfig) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def processes_per_run(cfg: DictConfig) -> int | None:
+    """Processes one run starts (devices x nodes); ``None``: all visible GPUs."""
+    trainer = cfg.trainer
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1) or 1
+    if isinstance(devices, int) and devices >= 1:
+        return devices * int(nodes)
+    if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
+        return len(devices) * int(nodes)
+    if str(devices).strip().isdigit():
+        return int(str(devices)) * int(nodes)
+    return None if int(nodes) == 1 else 2  # -1 / "auto": however many GPUs there are
+
+
+def check_multirun_processes(cfg: DictConfig, launcher: str | None = None) -> None:
+    """``-m`` with a multi-process profile is refused before anything runs: Lightning
+    starts the other DDP processes by running this command line again, ``-m`` included,
+    so every rank would run its own sweep (different trials, different models: the
+    first collective fails or hangs). A launcher that starts each job's processes
+    itself (submitit on SLURM: ``srun`` runs the job once per task) is left alone."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if launcher is None and HydraConfig.initialized():
+        launcher = str(HydraConfig.get().launcher.get("_target_", ""))
+    if launcher and "submitit" in launcher:
+        return
+    n = processes_per_run(cfg)
+    strategy = cfg.trainer.get("strategy")
+    name = strategy if isinstance(strategy, str) else str(strategy.get("_target_", ""))
+    parallel = any(k in name.lower() for k in ("ddp", "fsdp"))
+    if (n is not None and n > 1) or (n is None and parallel):
+        chosen = OmegaConf.select(cfg, "hydra.runtime.choices.trainer")  # in the sweeper
+        profile = f"trainer={chosen}" if chosen else _choice(cfg, "trainer")
+        raise ConfigError(
+            f"-m (a sweep or multirun) cannot run {profile} runs: each of its "
+            f"{n or 'several'} processes would rerun the whole command line, -m included, "
+            "and run a sweep of its own",
+            "give every trial one process (trainer=cpu or trainer=gpu; several trials at "
+            "once with hydra/launcher=joblib), or run each multi-process run without -m",
+        )
+
+
 def check_hardware(cfg: DictConfig) -> None:
     """GPU profiles need CUDA; say so before anything starts."""
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
@@ -116,6 +159,24 @@ def check_hardware(cfg: DictConfig) -> None:
             "use trainer=cpu (or trainer=ddp_cpu for several processes), "
             "or run on a machine with an NVIDIA GPU and a CUDA build of torch",
         )
+    check_gpu_bf16(cfg)
+
+
+def check_gpu_bf16(cfg: DictConfig) -> None:
+    """bf16 on a GPU that does not compute in it natively (before Ampere) is emulated
+    and slow, or fails inside a kernel: refuse it before the run starts."""
+    import torch
+
+    precision = str(cfg.trainer.get("precision"))
+    if not precision.startswith("bf16") or torch.cuda.is_bf16_supported(including_emulation=False):
+        return
+    name = torch.cuda.get_device_name()
+    major, minor = torch.cuda.get_device_capability()
+    raise ConfigError(
+        f"trainer.precision={precision} needs a GPU with native bf16 (compute capability "
+        f"8.0+, Ampere or newer), but this {name} has {major}.{minor}",
+        "use trainer.precision=16-mixed (fp16 with a grad scaler), or trainer.precision=auto",
+    )
 
 
 def check_modality(cfg: DictConfig) -> None:

@@ -216,7 +216,7 @@ class SchedulerGroup:
 # ---- trainer -----------------------------------------------------------------------------
 
 PRECISIONS = (
-    "64-true", "64", 64, "32-true", "32", 32, "16-mixed", "16", 16,
+    "auto", "64-true", "64", 64, "32-true", "32", 32, "16-mixed", "16", 16,
     "bf16-mixed", "bf16", "16-true", "bf16-true", "transformer-engine",
     "transformer-engine-float16",
 )  # fmt: skip

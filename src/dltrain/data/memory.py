@@ -102,6 +102,8 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     #: Value that maps stored inputs to [0, 1] (255 for uint8 images).
     scale: float = 255.0
+    #: Layout of normalised batches (``torch.channels_last`` with ``channels_last=true``).
+    memory_format: torch.memory_format = torch.preserve_format
 
     def __init__(
         self,
@@ -277,7 +279,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         This runs once per batch; with a single channel the factors are plain floats,
         which the dispatcher handles faster than broadcast tensors."""
         gain, shift = self._affine(x.dim())
-        return x.to(torch.float32, copy=True).mul_(gain).add_(shift)
+        fmt = self.memory_format if x.dim() == 4 else torch.preserve_format
+        return x.to(torch.float32, copy=True, memory_format=fmt).mul_(gain).add_(shift)
 
     def _affine(self, dims: int) -> tuple[Tensor | float, Tensor | float]:
         assert self.mean is not None and self.std is not None
@@ -305,8 +308,9 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, split: Split) -> TensorBatches:
         rank, world = self._rank_world()
+        # Padded shards: every sample counted once for any world size (batches.py).
         return self._batches(
-            split, self.eval_batch_size, shuffle=False, rank=rank, world_size=world
+            split, self.eval_batch_size, shuffle=False, rank=rank, world_size=world, pad=True
         )
 
     def _batches(self, split: Split, batch_size: int, **kwargs) -> TensorBatches:

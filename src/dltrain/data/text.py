@@ -140,10 +140,12 @@ class TextDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> PaddedTextBatches | list:
-        return self._loader("val", self.eval_batch_size, shuffle=False) if self.has_val else []
+        if not self.has_val:
+            return []
+        return self._loader("val", self.eval_batch_size, shuffle=False, pad=True)
 
     def test_dataloader(self) -> PaddedTextBatches:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._loader("test", self.eval_batch_size, shuffle=False, pad=True)
 
     def predict_dataloader(self) -> PaddedTextBatches:
         return self.test_dataloader()

@@ -21,6 +21,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from dltrain.module import metrics as extra_metrics
+from dltrain.module.metrics import IGNORE_INDEX
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -63,8 +64,8 @@ class Classifier(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
         self.monitor = monitor
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE_INDEX)
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE_INDEX)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         extra_metrics.check_metric_names(metrics)
         metrics = metrics or {}
@@ -83,6 +84,9 @@ class Classifier(pl.LightningModule):
         # or checkpoint writes): results.json's train_s, the per-step cost benchmarks use.
         self.train_seconds = 0.0
         self._epoch_started: float | None = None
+        # (loss sum, correct) of the training epoch so far; follows the module's device.
+        self._train_sums: Tensor | None = None
+        self._train_count = 0
 
     def __setattr__(self, name: str, value: Any) -> None:
         """A plain value (string, number, None) for an existing plain attribute skips
@@ -96,6 +100,17 @@ class Classifier(pl.LightningModule):
         else:
             super().__setattr__(name, value)
 
+    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> Classifier:
+        """``.to()``/``.cuda()`` move the epoch's running sums with the module. Why: they are
+        a plain tensor, not a buffer (DDP would overwrite every rank's buffers with rank
+        0's at each forward), and a mid-epoch resume restores them before Lightning moves
+        the module to its device. Only the device changes: fp32 sums stay fp32."""
+        super()._apply(fn, recurse)
+        if self._train_sums is not None:
+            device = fn(torch.empty(0, device=self._train_sums.device)).device
+            self._train_sums = self._train_sums.to(device)
+        return self
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
@@ -108,9 +123,11 @@ class Classifier(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning skips on_train_epoch_start when it resumes inside an epoch: continue
         # that epoch's sums (an epoch-end checkpoint's are reset at the next epoch start).
+        # Kept where the checkpoint was loaded (CPU): Lightning moves the module, and with
+        # it these sums (``_apply``), to its device only after restoring.
         stored = checkpoint.get("dltrain_train_sums")
         if stored is not None:
-            self._train_sums, self._train_count = stored[0].to(self.device), int(stored[1])
+            self._train_sums, self._train_count = stored[0].float(), int(stored[1])
             self._epoch_started = time.monotonic()
 
     def on_train_epoch_start(self) -> None:
@@ -148,10 +165,21 @@ class Classifier(pl.LightningModule):
         if self._epoch_started is not None:
             self._epoch_started += time.monotonic() - self._val_started
 
+    def _eval_step(
+        self, batch: tuple[Tensor, Tensor], loss_metric: MeanMetric, acc: MulticlassAccuracy
+    ) -> tuple[Tensor, Tensor]:
+        """Loss and accuracy of one evaluation batch, without its padding samples (label
+        ``IGNORE_INDEX``: evaluation shards are padded to equal length under DDP)."""
+        x, y = batch
+        logits = self.net(x)
+        n = (y != IGNORE_INDEX).sum()
+        loss = F.cross_entropy(logits, y, reduction="sum", ignore_index=IGNORE_INDEX)
+        loss_metric.update(loss / n.clamp_min(1), weight=n)
+        acc.update(logits, y)
+        return logits, y
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        loss, logits, y = self._step(batch)
-        self.val_loss.update(loss, weight=len(y))
-        self.val_acc.update(logits, y)
+        logits, y = self._eval_step(batch, self.val_loss, self.val_acc)
         _update_extra(self.val_extra, logits, y)
 
     def on_validation_epoch_end(self) -> None:
@@ -167,11 +195,10 @@ class Classifier(pl.LightningModule):
 
     # ---- test ------------------------------------------------------------------------------
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        loss, logits, y = self._step(batch)
-        self.test_loss.update(loss, weight=len(y))
-        self.test_acc.update(logits, y)
+        logits, y = self._eval_step(batch, self.test_loss, self.test_acc)
         _update_extra(self.test_extra, logits, y)
-        # For callbacks (the confusion-matrix plot); Lightning does not keep them.
+        # For callbacks (the confusion-matrix plot, which ignores IGNORE_INDEX labels of
+        # padding samples); Lightning does not keep them.
         return {"preds": logits.argmax(-1), "target": y}
 
     def on_test_epoch_end(self) -> None:
@@ -199,6 +226,23 @@ class Classifier(pl.LightningModule):
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Under FSDP each rank holds a shard of the gradients, so their norm is FSDP's
+        to compute (``FullyShardedDataParallel.clip_grad_norm_``, over all shards);
+        Lightning refuses norm clipping there. Elsewhere Lightning's own clipping."""
+        model = self.trainer.strategy.model
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            clip = getattr(model, "clip_grad_norm_", None)  # only FSDP's root has it
+            if clip is not None:
+                clip(gradient_clip_val)
+                return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         factory = self.scheduler_factory
         target = getattr(factory, "func", factory)
@@ -211,8 +255,11 @@ class Classifier(pl.LightningModule):
 
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if getattr(self, "_train_sums", None) is not None:  # the epoch's sums so far
-            checkpoint["dltrain_train_sums"] = [self._train_sums.cpu(), self._train_count]
+        if self._train_sums is not None and self._trainer is not None:  # the epoch's sums
+            # The mean over ranks (every rank calls this hook; shards are equal), so a
+            # resumed DDP run's epoch metrics are the uninterrupted run's.
+            sums = self.trainer.strategy.reduce(self._train_sums.clone(), reduce_op="mean")
+            checkpoint["dltrain_train_sums"] = [sums.cpu(), self._train_count]
 
 
 def _update_extra(metrics: nn.ModuleDict, logits: Tensor, y: Tensor) -> None:

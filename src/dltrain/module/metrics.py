@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # torchmetrics is imported where metrics are built: config ch
     from torch import Tensor  # read the names below without importing torch
     from torchmetrics import Metric
 
+#: Label of the padding samples of DDP evaluation shards (``data/batches.py``), which
+#: every metric ignores: ``F.cross_entropy``'s default ``ignore_index``.
+IGNORE_INDEX = -100
 #: Stages that can log extra metrics.
 STAGES = ("val", "test")
 
@@ -26,13 +29,15 @@ def _auroc(num_classes: int) -> Metric:
 
     # Two classes: the usual binary AUROC of the positive class (index 1); more: the
     # one-vs-rest AUROC averaged over classes. Both are threshold-free (exact).
-    return BinaryAUROC() if num_classes == 2 else MulticlassAUROC(num_classes, average="macro")
+    if num_classes == 2:
+        return BinaryAUROC(ignore_index=IGNORE_INDEX)
+    return MulticlassAUROC(num_classes, average="macro", ignore_index=IGNORE_INDEX)
 
 
 def _f1_macro(num_classes: int) -> Metric:
     from torchmetrics.classification import MulticlassF1Score
 
-    return MulticlassF1Score(num_classes, average="macro")
+    return MulticlassF1Score(num_classes, average="macro", ignore_index=IGNORE_INDEX)
 
 
 #: name -> factory(num_classes). Each metric is updated with class probabilities

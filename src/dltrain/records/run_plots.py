@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from dltrain.data.batches import PAD_LABEL
 from dltrain.records import plotting
 from dltrain.records.history import Row, merge_rows, read_history, write_history
 
@@ -102,7 +103,10 @@ class RunPlots(Callback):
 
     # ---- confusion matrix ----------------------------------------------------------------
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._confmat = MulticlassConfusionMatrix(self.num_classes).to(pl_module.device)
+        # Padding samples of DDP evaluation shards carry label -100 (data/batches.py).
+        self._confmat = MulticlassConfusionMatrix(self.num_classes, ignore_index=PAD_LABEL).to(
+            pl_module.device
+        )
 
     def on_test_batch_end(
         self,

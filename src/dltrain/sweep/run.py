@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dltrain.config.checks import check_multirun_processes
 from dltrain.errors import ConfigError, RunError
 from dltrain.sweep import loop, report, stopping
 from dltrain.sweep import study as st
@@ -46,6 +47,9 @@ def _run(
         cfg, [*fixed, *(_example(d) for d in dims)]
     )
     stopping.check_metrics(example, directions)
+    # Lightning relaunches the command line, -m included, for every DDP rank: refused
+    # here, before any study or trial exists (one error line).
+    check_multirun_processes(example, launcher=str(cfg.hydra.launcher.get("_target_", "")))
     extend = st.custom_space(settings.get("custom_search_space"))
     url = st.storage_url(settings.get("storage"), sweep_dir)
     with warnings_to_log():

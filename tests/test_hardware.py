@@ -1,0 +1,327 @@
+"""Hardware profiles on a machine without a GPU: the mechanisms GPU runs rely on, tested
+on the CPU (state that follows the module, rank detection, precision and profile
+choices, FSDP policies), and GPU-only checks refused with clear errors."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+from torch import Tensor
+
+from dltrain.module.classifier import Classifier
+from dltrain.nets.mlp import MLP
+
+
+def _classifier() -> Classifier:
+    net = MLP(in_shape=[1, 4, 4], num_classes=3, hidden=[8])
+    return Classifier(net=net, num_classes=3, optimizer=partial(torch.optim.SGD, lr=0.1))
+
+
+def _tensors(module: torch.nn.Module) -> dict[str, Tensor]:
+    """Every tensor a module holds: parameters, buffers, metric states, plain attributes."""
+    out: dict[str, Tensor] = {}
+    for prefix, sub in module.named_modules():
+        for name, value in vars(sub).items():
+            if isinstance(value, Tensor):
+                out[f"{prefix}.{name}"] = value
+            elif isinstance(value, list):
+                out.update({f"{prefix}.{name}[{i}]": v for i, v in enumerate(value)
+                            if isinstance(v, Tensor)})  # fmt: skip
+    out.update(dict(module.named_parameters()))
+    out.update(dict(module.named_buffers()))
+    return out
+
+
+def test_state_restored_mid_epoch_follows_the_module_to_its_device() -> None:
+    # Lightning restores a checkpoint, then moves the module to its device
+    # (strategy.setup): whatever the restore put on the module must move with it.
+    module = _classifier()
+    module.on_load_checkpoint({"dltrain_train_sums": [torch.tensor([3.5, 2.0]), 4]})
+    module.to("meta")
+    tensors = _tensors(module)
+    assert "._train_sums" in tensors
+    assert {k: v.device.type for k, v in tensors.items()} == {k: "meta" for k in tensors}
+    assert module._train_sums.dtype == torch.float32
+    module.to(torch.float16)  # a dtype change leaves the fp32 sums as they are
+    assert module._train_sums.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "env,zero",
+    [
+        ({}, True),
+        ({"SLURM_NTASKS": "2", "SLURM_PROCID": "1", "SLURM_JOB_NAME": "train"}, False),
+        ({"SLURM_NTASKS": "2", "SLURM_PROCID": "0", "SLURM_JOB_NAME": "train"}, True),
+        # torchrun sets RANK, LOCAL_RANK, GROUP_RANK and TORCHELASTIC_RUN_ID
+        (
+            {
+                "RANK": "3",
+                "LOCAL_RANK": "0",
+                "GROUP_RANK": "1",
+                "TORCHELASTIC_RUN_ID": "x",
+                "WORLD_SIZE": "4",
+                "LOCAL_WORLD_SIZE": "2",
+            },
+            False,
+        ),  # fmt: skip
+        # Lightning's own launcher: local rank 0 of the second node
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
+        ({"LOCAL_RANK": "1", "NODE_RANK": "0"}, False),
+    ],
+)
+def test_rank_zero_is_decided_as_lightning_decides_it(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], zero: bool
+) -> None:
+    from dltrain.runtime.process import is_rank_zero
+
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID",
+                "SLURM_NTASKS", "SLURM_PROCID", "SLURM_JOB_NAME", "WORLD_SIZE"):  # fmt: skip
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert is_rank_zero() is zero
+
+
+# ---- precision: auto ------------------------------------------------------------------
+
+CPUINFO = "processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu sse2 avx512f avx512_bf16 {extra}\n"
+
+
+@pytest.mark.parametrize(
+    "extra,has_amx", [("", False), ("amx_bf16 amx_tile amx_int8", True), ("amx_tile", False)]
+)
+def test_amx_is_read_from_the_cpu_flags(tmp_path, extra: str, has_amx: bool) -> None:
+    from dltrain.runtime.precision import cpu_has_amx
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(CPUINFO.format(vendor="GenuineIntel", extra=extra))
+    assert cpu_has_amx(info) is has_amx
+
+
+@pytest.mark.parametrize(
+    "accelerator,amx,gpu_bf16,expected",
+    [
+        ("cpu", False, False, "32-true"),  # AVX512-BF16 without AMX: bf16 is slower
+        ("cpu", True, False, "bf16-mixed"),
+        ("gpu", False, True, "bf16-mixed"),
+        ("gpu", False, False, "16-mixed"),  # before Ampere: fp16 with a grad scaler
+    ],
+)
+def test_precision_auto_picks_what_the_hardware_runs_natively(
+    monkeypatch: pytest.MonkeyPatch, accelerator: str, amx: bool, gpu_bf16: bool, expected: str
+) -> None:
+    from dltrain.runtime import precision
+
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(precision, "gpu_has_bf16", lambda: gpu_bf16)
+    assert precision.resolve("auto", accelerator) == expected
+    assert precision.resolve("bf16-mixed", accelerator) == "bf16-mixed"  # explicit stays
+
+
+def _compose(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(config_name="train", overrides=["paths.output_dir=.", *overrides])
+
+
+def test_cpu_and_gpu_profiles_and_mnist_speed_use_precision_auto() -> None:
+    for overrides in ([], ["trainer=gpu"], ["trainer=ddp_cpu"], ["experiment=mnist_speed"]):
+        assert _compose(*overrides).trainer.precision == "auto", overrides
+
+
+def test_a_cpu_run_records_the_resolved_precision(tmp_path) -> None:
+    from test_train import SMALL, train_in_process
+
+    _, results = train_in_process(tmp_path, [*SMALL, "trainer.max_epochs=1"])
+    from dltrain.runtime.precision import cpu_has_amx
+
+    assert results["precision"] == ("bf16-mixed" if cpu_has_amx() else "32-true")
+
+
+# ---- GPU profiles, checked without a GPU ------------------------------------------------
+
+
+def _fake_gpu(monkeypatch: pytest.MonkeyPatch, bf16: bool, name: str = "Tesla V100") -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: name)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 0))
+
+
+BF16_PROFILES = [["trainer=bf16"], ["trainer=gpu", "trainer.precision=bf16-mixed"],
+                 ["trainer=fsdp"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("overrides", BF16_PROFILES)
+def test_bf16_on_a_gpu_without_native_bf16_is_refused_naming_16_mixed(
+    monkeypatch: pytest.MonkeyPatch, overrides: list[str]
+) -> None:
+    from dltrain.config.checks import check_hardware
+    from dltrain.errors import ConfigError
+
+    cfg = _compose(*overrides)
+    _fake_gpu(monkeypatch, bf16=False)
+    with pytest.raises(ConfigError) as info:
+        check_hardware(cfg)
+    assert str(info.value) == (
+        "trainer.precision=bf16-mixed needs a GPU with native bf16 (compute capability 8.0+, "
+        "Ampere or newer), but this Tesla V100 has 7.0 — use trainer.precision=16-mixed "
+        "(fp16 with a grad scaler), or trainer.precision=auto"
+    )
+    _fake_gpu(monkeypatch, bf16=True, name="A100")
+    check_hardware(cfg)  # an Ampere GPU takes it
+    check_hardware(_compose("trainer=gpu"))  # auto never asks for what is missing
+
+
+@pytest.mark.parametrize(
+    "overrides,benchmark",
+    [
+        (["trainer=gpu"], True),
+        (["trainer=ddp"], True),
+        (["trainer=gpu", "trainer.deterministic=true"], False),
+        (["trainer=gpu", "trainer.benchmark=false"], None),  # the user's choice stays
+        (["trainer=cpu"], None),
+    ],
+)
+def test_gpu_profiles_turn_cudnn_autotuning_on_unless_deterministic(
+    overrides: list[str], benchmark: bool | None
+) -> None:
+    from dltrain.commands.build import hardware_settings
+
+    assert hardware_settings(_compose(*overrides)).get("benchmark") is benchmark
+
+
+@pytest.mark.parametrize("profile,tuned", [("cpu", True), ("ddp_cpu", True), ("gpu", False)])
+def test_malloc_is_tuned_on_cpu_profiles_only(
+    monkeypatch: pytest.MonkeyPatch, profile: str, tuned: bool
+) -> None:
+    from dltrain.runtime import process
+
+    calls: list[bool] = []
+    monkeypatch.setattr(process, "tune_malloc", lambda: calls.append(True))
+    process.process_settings(_compose(f"trainer={profile}"))
+    assert calls == ([True] if tuned else [])
+
+
+def test_channels_last_turns_image_batches_channels_last_as_they_are_normalised() -> None:
+    from dltrain.commands.build import datamodule
+
+    overrides = ["data=synthetic", "data.shape=[3,8,8]", "data.num_classes=3"]
+    for channels_last in (True, False):
+        dm = datamodule(_compose(*overrides, f"channels_last={str(channels_last).lower()}"))
+        dm.setup("fit")
+        x, y = next(iter(dm.train_dataloader()))
+        x, _ = dm.on_after_batch_transfer((x, y), 0)
+        assert x.is_contiguous(memory_format=torch.channels_last) is channels_last
+        assert x.is_contiguous() is not channels_last
+
+
+# ---- trainer=fsdp: policies chosen and checked on the CPU -------------------------------
+# (Lightning refuses FSDP without CUDA, Lightning issue #21812: the GPU script runs it.)
+
+
+@pytest.mark.parametrize(
+    "overrides,blocks",
+    [
+        (["model=vit", "data=synthetic", "data.shape=[1,8,8]"], {"TransformerEncoderLayer"}),
+        (["model=transformer_seq", "data=mnist1d"], {"TransformerEncoderLayer"}),
+        (["model=vit_b16", "data=synthetic", "data.shape=[3,8,8]"], {"EncoderBlock"}),
+        (["model=resnet", "data=synthetic", "data.shape=[3,8,8]"], {"BasicBlock"}),
+        (
+            ["model=resnet", "model.arch=resnet50", "data=synthetic", "data.shape=[3,8,8]"],
+            {"Bottleneck"},
+        ),  # fmt: skip
+        (["model=hf_classifier", "data=text_files"], {"BertLayer"}),
+    ],
+)
+def test_fsdp_wraps_each_model_familys_blocks(overrides: list[str], blocks: set[str]) -> None:
+    from hydra.utils import instantiate
+
+    from dltrain.runtime.sharding import wrap_policy
+
+    net = instantiate(_compose(*overrides).model)
+    policy = wrap_policy(net)
+    assert isinstance(policy, set) and {cls.__name__ for cls in policy} >= blocks
+    assert {cls.__name__ for cls in policy} <= blocks | {"BertEmbeddings"}
+    assert any(isinstance(m, tuple(policy)) for m in net.modules())
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_fsdp_wraps_nets_without_blocks_by_size(model: str) -> None:
+    from hydra.utils import instantiate
+    from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
+
+    from dltrain.runtime.sharding import MIN_PARAMS_PER_UNIT, wrap_policy
+
+    policy = wrap_policy(instantiate(_compose(f"model={model}").model))
+    assert policy.func is size_based_auto_wrap_policy
+    assert policy.keywords == {"min_num_params": MIN_PARAMS_PER_UNIT}
+
+
+def test_fsdp_precision_keeps_norms_buffers_and_gradient_reductions_in_fp32() -> None:
+    from dltrain.runtime.sharding import mixed_precision
+
+    policy = mixed_precision("bf16-mixed")
+    assert policy.param_dtype == torch.bfloat16
+    assert policy.reduce_dtype == policy.buffer_dtype == torch.float32
+    for norm in (torch.nn.BatchNorm2d, torch.nn.LayerNorm, torch.nn.GroupNorm):
+        assert issubclass(norm, policy._module_classes_to_ignore), norm
+    assert mixed_precision("16-mixed").param_dtype == torch.float16
+    assert mixed_precision("32-true") is None
+
+
+def test_the_fsdp_profile_builds_its_strategy_with_the_policies() -> None:
+    from hydra.utils import instantiate
+
+    from dltrain.checkpointing.checkpoint_io import WeightsOnlyFSDPStrategy
+    from dltrain.commands.build import hardware_settings
+
+    cfg = _compose("trainer=fsdp", "model=vit", "data=synthetic", "data.shape=[1,8,8]")
+    settings = hardware_settings(cfg, instantiate(cfg.model))
+    strategy = settings["strategy"]
+    assert isinstance(strategy, WeightsOnlyFSDPStrategy)
+    assert strategy.mixed_precision.reduce_dtype == torch.float32
+    assert strategy._state_dict_type == "full"  # one file, loadable weights_only
+    wrapped = strategy.kwargs["auto_wrap_policy"]
+    assert {c.__name__ for c in getattr(wrapped, "_module_classes", wrapped)} == {
+        "TransformerEncoderLayer"
+    }
+
+
+def test_fsdp_clips_gradients_with_the_norm_over_all_shards() -> None:
+    """``experiment=mnist1d_gru`` sets gradient_clip_val; Lightning's FSDP precision plugin
+    refuses norm clipping, FSDP's root module computes it over every shard."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.plugins.precision.fsdp import FSDPPrecision
+
+    clipped: list[float] = []
+    sharded_root = SimpleNamespace(clip_grad_norm_=clipped.append)
+    module = _classifier()
+    module._trainer = SimpleNamespace(  # what the hook reads of a Trainer under FSDP
+        strategy=SimpleNamespace(model=sharded_root), precision_plugin=FSDPPrecision("bf16-mixed")
+    )
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    module.configure_gradient_clipping(optimizer, gradient_clip_val=0.5)
+    module.configure_gradient_clipping(optimizer, 0.5, gradient_clip_algorithm="norm")
+    assert clipped == [0.5, 0.5]
+
+
+def test_fsdp_refuses_a_checkpoint_that_carries_objects(tmp_path) -> None:
+    from dltrain.checkpointing.checkpoint_io import WeightsOnlyFSDPStrategy
+    from dltrain.errors import DataError
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _Payload()}, path)
+    with pytest.raises(DataError, match="not a plain-tensor checkpoint"):
+        WeightsOnlyFSDPStrategy().load_checkpoint(path)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must not run",))

@@ -1,0 +1,166 @@
+"""Multi-process paths under ``trainer=ddp_cpu`` (two gloo processes): every decision that
+can differ per rank is collective, nothing hangs, one error line, exact resumes.
+
+Each test spawns processes, so they stay few and small (a tiny MLP, a few hundred steps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from conftest import BIN, run_cli
+
+# A tiny MLP on synthetic data, two processes; 600 samples = 300 per rank per epoch
+# = 38 steps of 8; no dropout, so only the data order draws random numbers.
+DDP = ["trainer=ddp_cpu", "data=synthetic", "data.shape=[1,4,4]", "data.num_classes=3",
+       "data.num_train=600", "data.num_test=101", "data.val_fraction=0", "data.batch_size=8",
+       "model.hidden=[16]", "trainer.deterministic=true", "logger=none"]  # fmt: skip
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+POISONED = '''
+import torch
+from dltrain.data.synthetic import SyntheticDataModule
+
+
+class PoisonedData(SyntheticDataModule):
+    """Synthetic data with one +inf training sample, where epoch 0 gives it to rank 1
+    (odd positions of the epoch's order) in its 4th batch: step 3."""
+
+    def load(self):
+        train, test = super().load()
+        gen = torch.Generator().manual_seed(self.seed * 100_003)  # epoch 0's order
+        order = torch.randperm(len(train.y), generator=gen)
+        train.x[int(order[2 * self.batch_size * 3 + 1])] = float("inf")
+        return train, test
+
+    def _check(self, split, name):  # the base class refuses non-finite inputs
+        pass
+'''
+
+
+def _poisoned_env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "poisoned.py").write_text(POISONED)
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, **ONE_THREAD}
+
+
+POISON = ["data._target_=poisoned.PoisonedData", "data.mean=0", "data.std=1",
+          "trainer.max_epochs=1", "optimizer=sgd"]  # fmt: skip
+
+
+def test_nan_on_one_rank_skip_drops_the_same_step_on_every_rank(tmp_path: Path) -> None:
+    out = run_cli([*DDP, *POISON, "nan_policy=skip", f"hydra.run.dir={tmp_path}/run"],
+                  cwd=tmp_path, env=_poisoned_env(tmp_path), timeout=240)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    # Rank 0's own loss was finite: it skipped because rank 1's was not (else rank 0
+    # steps with the all-reduced NaN gradients and the weights turn NaN).
+    assert "warning: skipped 1 batches with a NaN/inf loss" in out.stdout
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    weights = [t for k, t in state["state_dict"].items() if k.startswith("net.")]
+    assert weights and all(t.isfinite().all() for t in weights)
+    assert state["global_step"] == 38
+
+
+def test_nan_on_one_rank_stop_stops_every_rank_with_one_error(tmp_path: Path) -> None:
+    out = run_cli([*DDP, *POISON, "nan_policy=stop", f"hydra.run.dir={tmp_path}/run"],
+                  cwd=tmp_path, env=_poisoned_env(tmp_path), timeout=240)  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: the training loss became NaN/inf at step 3 (epoch 0); the last good "
+        "checkpoint was kept — lower optimizer.lr, add trainer.gradient_clip_val=1.0, "
+        "check the inputs, or set nan_policy=skip to drop such batches"
+    ], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def _start(run_dir: Path, extra: list[str]) -> subprocess.Popen:
+    env = {**os.environ, **ONE_THREAD}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen(
+        [str(BIN / "dl-train"), *DDP, *extra, f"hydra.run.dir={run_dir}"],
+        cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_sigterm_stops_every_rank_and_the_printed_command_resumes_exactly(tmp_path: Path) -> None:
+    every_10 = ["trainer.max_epochs=2", "callbacks.mid_epoch_checkpoint.train_time_interval=null",
+                "callbacks.mid_epoch_checkpoint.every_n_train_steps=10"]  # fmt: skip
+    reference = _start(tmp_path / "ref", every_10)
+    ref_out, ref_err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, ref_err
+    ref = json.loads((tmp_path / "ref" / "results.json").read_text())
+    assert ref["world_size"] == 2 and ref["steps"] == 2 * 38  # each rank its own half
+
+    run_dir = tmp_path / "run"
+    proc = _start(run_dir, every_10)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    while not last.exists() and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # to rank 0 only, as `kill <pid>` does
+    _, err = proc.communicate(timeout=120)  # returns once every rank has closed stderr
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith(f"error: stopped by SIGTERM; saved {last} — resume with: ")
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # one checkpoint
+    assert 10 <= torch.load(last, weights_only=True)["global_step"] < 2 * 38
+
+    command = shlex.split(errors[0].split("resume with: ", 1)[1])
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | ONE_THREAD
+    done = subprocess.run([str(BIN / command[0]), *command[1:]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    resumed = json.loads((run_dir / "results.json").read_text())
+    assert resumed["steps"] == ref["steps"]
+    for key, value in ref["metrics"].items():
+        assert abs(resumed["metrics"][key] - value) <= 1e-6, (key, resumed["metrics"], value)
+
+
+def test_a_sweep_with_a_ddp_profile_is_refused_before_any_trial(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    sweep = ["-m", "hparams_search=digits_optuna", "trainer=ddp_cpu", "hydra.sweeper.n_trials=2"]
+    out = run_cli([*sweep, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: -m (a sweep or multirun) cannot run trainer=ddp_cpu runs: each of its 2 "
+        "processes would rerun the whole command line, -m included, and run a sweep of its "
+        "own — give every trial one process (trainer=cpu or trainer=gpu; several trials at "
+        "once with hydra/launcher=joblib), or run each multi-process run without -m"
+    ]
+    assert not list(sweep_dir.glob("trial_*")) and not (sweep_dir / "study.journal").exists()
+
+
+def test_a_multirun_with_a_ddp_profile_is_refused_before_training(tmp_path: Path) -> None:
+    out = run_cli(["-m", "trainer=ddp_cpu", "optimizer=adam,sgd",
+                   f"hydra.sweep.dir={tmp_path}/multi"], cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot run trainer=ddp_cpu runs" in errors[0], out.stderr
+    assert not list((tmp_path / "multi").glob("*/checkpoints"))
+
+
+def test_evaluation_shards_cover_every_sample_once_for_any_world_size() -> None:
+    from dltrain.data.batches import PAD_LABEL, TensorBatches
+
+    x, y = torch.arange(7.0).unsqueeze(1), torch.arange(7)
+    for world in (1, 2, 3, 4, 8):
+        shards = [
+            list(TensorBatches(x, y, 2, shuffle=False, rank=r, world_size=world, pad=True))
+            for r in range(world)
+        ]
+        assert len({len(s) for s in shards}) == 1, world  # the same batch count everywhere
+        labels = torch.cat([b[1] for s in shards for b in s])
+        assert sorted(labels[labels != PAD_LABEL].tolist()) == list(range(7)), world
+        assert int((labels == PAD_LABEL).sum()) == -(-7 // world) * world - 7
+    # Training shards stay equal by dropping the tail (each epoch a different one).
+    train = TensorBatches(x, y, 2, shuffle=True, rank=1, world_size=2)
+    assert sum(len(b[1]) for b in train) == 3
