@@ -289,7 +289,16 @@ def test_text_sweep_runs_trials_like_vision(tmp_path: Path) -> None:
     assert len(list((tmp_path / ".cache" / "text").glob("text-*.pt"))) == 1
 
 
-def test_shipped_minilm_fine_tunes_two_steps(tmp_path: Path) -> None:
+def test_shipped_minilm_fine_tunes_and_predicts_text(tmp_path: Path) -> None:
+    """The real MiniLM, a few steps on a tiny set; then dl-predict on a .txt, a CSV and a
+    text= string gives the probabilities of the model run on Hugging Face's own padded
+    batch, with the class names of the training files (neg, pos)."""
+    from transformers import AutoTokenizer
+
+    from dltrain import hub
+    from dltrain.checkpointing.checkpoint_io import load_checkpoint
+    from dltrain.commands.predict import rebuild_net
+
     write_polarity(tmp_path / "data" / "rt-polarity", n=20)
     results = train(
         tmp_path,
@@ -303,7 +312,91 @@ def test_shipped_minilm_fine_tunes_two_steps(tmp_path: Path) -> None:
         ],
     )
     assert results["status"] == "completed" and results["steps"] == 2
-    assert 0.0 <= results["metrics"]["test/acc"] <= 1.0
+    # Eight test sentences: the accuracy is a multiple of 1/8, what the confusion says.
+    assert results["metrics"]["test/acc"] * 8 == pytest.approx(
+        round(results["metrics"]["test/acc"] * 8)
+    )
+    ckpt = Path(results["best_checkpoint"])
+    state = load_checkpoint(ckpt)
+    assert state["dltrain_data"]["classes"] == ["neg", "pos"]
+    assert state["dltrain_config"]["model"]["pooling"] == "auto"
+
+    texts = ["a great and moving film", "a dull , tedious mess", "i hated every minute of it"]
+    (tmp_path / "reviews.txt").write_text(f"{texts[0]}\n\n{texts[1]}\n")
+    (tmp_path / "reviews.csv").write_text(f'id,review\n1,"{texts[2]}"\n')
+    out = run_cli(
+        [f"ckpt_path={ckpt}", "inputs=[reviews.txt,reviews.csv]", "text_column=review",
+         f"text={texts[0]}", "top_k=2"],
+        cwd=tmp_path, cmd="dl-predict", env={"HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    net, _ = rebuild_net(state, ckpt)
+    tok = AutoTokenizer.from_pretrained(hub.resolve(MINILM))
+    asked = [*texts, texts[0]]  # the .txt's two lines, the CSV's row, the text= string
+    batch = tok(asked, truncation=True, max_length=12, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = net(dict(batch)).softmax(-1)  # token_type_ids: zeros, as when left out
+    run_dir = next((tmp_path / "outputs" / "predict" / "runs").iterdir())
+    got = json.loads((run_dir / "predictions.json").read_text())["predictions"]
+    assert [g["input"] for g in got] == asked
+    for g, w in zip(got, want, strict=True):
+        assert {t["name"] for t in g["top"]} == {"neg", "pos"}
+        assert [t["prob"] for t in g["top"]] == pytest.approx(
+            w.sort(descending=True).values.tolist(), abs=1e-5
+        )
+        assert g["top"][0]["name"] == ["neg", "pos"][int(w.argmax())]
+    rows = (run_dir / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "input,rank,class,name,probability" and len(rows) == 1 + 4 * 2
+    top = got[1]["top"][0]
+    assert f"{texts[1]}: {top['name']} ({top['prob']:.3f})" in out.stdout
+
+
+def test_mean_pooling_matches_a_hand_computation(tiny_bert: Path) -> None:
+    """Mean pooling averages each text's real tokens (not the padding) of the last layer,
+    then the head: computed here row by row with plain slicing."""
+    from dltrain.nets.hf_classifier import HFSequenceClassifier
+
+    net = HFSequenceClassifier(str(tiny_bert), num_labels=3, pooling="mean").eval()
+    ids = torch.tensor([[101, 2307, 2143, 102, 0, 0], [101, 2307, 2143, 2003, 2307, 102]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        logits = net({"input_ids": ids, "attention_mask": mask})
+        hidden = net.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        linear = net.head[1]
+        for row, n in enumerate((4, 6)):
+            pooled = sum(hidden[row, t] for t in range(n)) / n
+            want = pooled @ linear.weight.T + linear.bias
+            assert torch.allclose(logits[row], want, atol=1e-5)
+        # The padding really is left out: its vectors are not zero, and would move the mean.
+        assert not torch.allclose(hidden[0, :6].mean(0), hidden[0, :4].mean(0), atol=1e-3)
+    assert net.model.pooler is None  # unused under mean pooling: no idle parameters
+
+
+def test_auto_pooling_reads_the_checkpoint(tiny_bert: Path, tmp_path: Path) -> None:
+    """auto: mean for the shipped sentence-transformers MiniLM (its 1_Pooling/config.json),
+    the [CLS] head for a plain checkpoint, a clear error for a pooling not offered."""
+    import shutil
+
+    from dltrain.nets.hf_classifier import resolve_pooling
+
+    assert resolve_pooling("auto", MINILM) == "mean"
+    assert resolve_pooling("auto", str(tiny_bert)) == "cls"
+    assert resolve_pooling("cls", MINILM) == "cls"
+    maxed = tmp_path / "max-pooled"
+    shutil.copytree(tiny_bert, maxed)
+    (maxed / "1_Pooling").mkdir()
+    (maxed / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_cls_token": False, "pooling_mode_max_tokens": True})
+    )
+    with pytest.raises(ConfigError) as err:
+        resolve_pooling("auto", str(maxed))
+    assert str(err.value) == (
+        f"{maxed} was trained with pooling pooling_mode_max_tokens, which model.pooling "
+        "does not offer — set model.pooling=mean or model.pooling=cls"
+    )
+    with pytest.raises(ConfigError, match="model.pooling=max is not one of cls, mean, auto"):
+        resolve_pooling("max", MINILM)
 
 
 def test_frozen_encoder_trains_the_head_only(tiny_bert: Path) -> None:

@@ -1,4 +1,4 @@
-"""What a checkpoint carries besides the weights: the run's config and input statistics.
+"""What a checkpoint carries besides the weights: the run's config and what inputs need.
 
 ``dl-eval`` rebuilds the data and the module from the stored config, and ``dl-predict``
 normalises its inputs with the stored statistics, so neither needs the training run.
@@ -18,8 +18,9 @@ DATA_KEY = "dltrain_data"
 
 
 class RecordRunInCheckpoint(Callback):
-    """Store ``run_config`` (plain values, unresolved) and the data's per-channel input
-    statistics in every checkpoint; plain values keep ``weights_only=True`` loading."""
+    """Store ``run_config`` (plain values, unresolved) and the data's prediction state
+    (text) or per-channel input statistics in every checkpoint; plain values keep
+    ``weights_only=True`` loading."""
 
     def __init__(self, run_config: dict[str, Any]) -> None:
         self.run_config = run_config
@@ -28,10 +29,13 @@ class RecordRunInCheckpoint(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[CONFIG_KEY] = self.run_config
-        # Statistics of the [0, 1]-scaled training inputs: prediction needs them, not the
-        # training data. Only data modules that normalise (the in-memory ones) have them.
+        # What prediction needs from the data, so it needs no training data: a data
+        # module's own record (text: class names, max_length, the tokenizer's state), or
+        # the statistics of the [0, 1]-scaled training inputs (the in-memory modules).
         datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is not None and getattr(datamodule, "mean", None) is not None:
+        if callable(getattr(datamodule, "prediction_state", None)):
+            checkpoint[DATA_KEY] = datamodule.prediction_state()
+        elif datamodule is not None and getattr(datamodule, "mean", None) is not None:
             checkpoint[DATA_KEY] = {
                 "mean": datamodule.mean.cpu().tolist(),
                 "std": datamodule.std.cpu().tolist(),

@@ -119,7 +119,7 @@ def eval_main() -> None:
 
 
 def predict_main() -> None:
-    """``dl-predict ckpt_path=... inputs=...``: top-k classes of images."""
+    """``dl-predict ckpt_path=... inputs=...``: top-k classes of images or texts."""
     _run_app(_predict)
 
 

@@ -1,8 +1,9 @@
-"""``dl-predict``: the top-k classes of image files with a dl-train checkpoint.
+"""``dl-predict``: the top-k classes of image files or texts with a dl-train checkpoint.
 
 The checkpoint carries all that is needed: the training config (to rebuild the net),
-the weights, and the input statistics training normalised with (``dltrain_data``), so
-neither the training data nor Lightning is loaded.
+the weights, and what the inputs need (``dltrain_data``: the statistics training
+normalised images with; for text the class names, ``max_length`` and the tokenizer's
+state), so neither the training data nor Lightning is loaded.
 """
 
 from __future__ import annotations
@@ -18,39 +19,63 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
 from dltrain.checkpointing.checkpoint_io import load_checkpoint
+from dltrain.commands import predict_text
 from dltrain.data.augment import center_crop
 from dltrain.data.image_decode import decode_image
 from dltrain.errors import ConfigError, DataError
 from dltrain.records.results import write_json
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: Characters of a text shown on screen.
+TEXT_SHOWN = 70
 
 
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
     ckpt_path = Path(str(cfg.ckpt_path))
     checkpoint = load_checkpoint(ckpt_path)
-    net, shape, stored = rebuild_net(checkpoint, ckpt_path)
+    net, run_cfg = rebuild_net(checkpoint, ckpt_path)
     stats = input_stats(checkpoint, ckpt_path)
-    files = find_images(cfg.inputs)
     if int(cfg.top_k) < 1:
         raise ConfigError(f"top_k={cfg.top_k} must be at least 1", "use e.g. top_k=3")
-    # Names given here, else those of the training data (image folders), else indices.
+    is_text = getattr(net, "takes", None) == "text"
+    if is_text:
+        inputs, probs = predict_text.run(net, run_cfg, stats, cfg)
+    else:
+        inputs, probs = predict_images(net, run_cfg, stats, cfg)
+    # Names given here, else those of the training data (class folders or files, label
+    # names), else indices.
     names = list(cfg.class_names) if cfg.class_names else stats.get("classes") or None
-    probs = predict(net, files, shape, stats, int(cfg.batch_size), stored)
-    records = top_k(files, probs, int(cfg.top_k), names)
+    records = top_k(inputs, probs, int(cfg.top_k), names)
     out = Path(cfg.paths.output_dir)
     write_predictions(out, records, ckpt_path)
-    show(records)
+    show(records, cut=TEXT_SHOWN if is_text else None)
     print(f"predictions: {out / 'predictions.csv'}, {out / 'predictions.json'}")
     return records
 
 
-def rebuild_net(
-    checkpoint: dict[str, Any], ckpt_path: Path
-) -> tuple[nn.Module, list[int], list[int]]:
-    """The net from the stored config, with the checkpoint's weights, in eval mode; the
-    input shape it takes and the shape its training data was stored at (larger with
-    ``data.cache_shape``: evaluation took the center crop)."""
+def predict_images(
+    net: nn.Module, run_cfg: DictConfig, stats: dict[str, Any], cfg: DictConfig
+) -> tuple[list[str], Tensor]:
+    """The image files to classify, and their class probabilities. The input shape the
+    net takes, and the shape its training data was stored at (larger with
+    ``data.cache_shape``: evaluation took the center crop), come from the config."""
+    if cfg.get("text") is not None:
+        raise ConfigError(
+            "text= was given, but this model classifies images",
+            "pass image files or folders with inputs=",
+        )
+    if cfg.inputs is None:
+        raise ConfigError("nothing to predict", "pass inputs=<image, folder or [a.png,b/]>")
+    shape = [int(s) for s in run_cfg.data.shape]
+    stored = [int(s) for s in run_cfg.data.get("cache_shape") or shape]
+    files = find_images(cfg.inputs)
+    probs = predict(net, files, shape, stats, int(cfg.batch_size), stored)
+    return [str(f) for f in files], probs
+
+
+def rebuild_net(checkpoint: dict[str, Any], ckpt_path: Path) -> tuple[nn.Module, DictConfig]:
+    """The net from the stored config, with the checkpoint's weights, in eval mode; and
+    that config."""
     stored = checkpoint.get("dltrain_config")
     if not stored:
         raise DataError(
@@ -58,13 +83,11 @@ def rebuild_net(
             "use checkpoints written by dl-train (they carry their config)",
         )
     run_cfg = OmegaConf.create(stored)
-    shape = [int(s) for s in run_cfg.data.shape]
-    stored = [int(s) for s in run_cfg.data.get("cache_shape") or shape]
     net = instantiate(run_cfg.model)
     # The Classifier holds the net as `net`; its other entries are metric states.
     weights = {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(weights)
-    return net.eval(), shape, stored
+    return net.eval(), run_cfg
 
 
 def input_stats(checkpoint: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:
@@ -140,16 +163,17 @@ def predict(
 
 
 def top_k(
-    files: Sequence[Path], probs: Tensor, k: int, names: Sequence[str] | None
+    inputs: Sequence[str], probs: Tensor, k: int, names: Sequence[str] | None
 ) -> list[dict[str, Any]]:
+    """One record per input (a file's path, or a text): its top ``k`` classes."""
     values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
     records = []
-    for path, vals, idxs in zip(files, values.tolist(), indices.tolist(), strict=True):
+    for item, vals, idxs in zip(inputs, values.tolist(), indices.tolist(), strict=True):
         top = [
             {"class": int(i), "name": names[i] if names and i < len(names) else str(i), "prob": v}
             for v, i in zip(vals, idxs, strict=True)
         ]
-        records.append({"input": str(path), "top": top})
+        records.append({"input": item, "top": top})
     return records
 
 
@@ -163,7 +187,12 @@ def write_predictions(out: Path, records: list[dict[str, Any]], ckpt_path: Path)
                 writer.writerow([rec["input"], rank, t["class"], t["name"], f"{t['prob']:.6f}"])
 
 
-def show(records: list[dict[str, Any]]) -> None:
+def show(records: list[dict[str, Any]], cut: int | None = None) -> None:
+    """One line per input; texts longer than ``cut`` characters are shortened on screen
+    (the files keep all of them)."""
     for rec in records:
         shown = "  ".join(f"{t['name']} ({t['prob']:.3f})" for t in rec["top"])
-        print(f"{rec['input']}: {shown}")
+        item = rec["input"]
+        if cut is not None and len(item) > cut:
+            item = item[: cut - 3] + "..."
+        print(f"{item}: {shown}")

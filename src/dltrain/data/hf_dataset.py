@@ -7,7 +7,7 @@ from typing import Any
 
 from dltrain import hub
 from dltrain.data.text import TextDataModule, TextSplit
-from dltrain.data.text_files import label_indices
+from dltrain.data.text_files import label_indices, label_names
 from dltrain.errors import ConfigError, DataError
 
 
@@ -94,4 +94,8 @@ class HFDatasetDataModule(TextDataModule):
                     "map them with data.text_column=... data.label_column=...",
                 )
         texts = [str(t) for t in split[self.text_column]]
-        return TextSplit(texts, label_indices(split[self.label_column]))
+        values = split[self.label_column]
+        if name == "train":  # class names: a ClassLabel's (imdb: neg, pos), else the labels'
+            feature = getattr(split, "features", {}).get(self.label_column)
+            self.classes = list(getattr(feature, "names", None) or label_names(values))
+        return TextSplit(texts, label_indices(values))

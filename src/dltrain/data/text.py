@@ -93,6 +93,8 @@ class TextDataModule(pl.LightningDataModule):
         self.seed = int(seed) if seed is not None else 0
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.splits: dict[str, EncodedSplit] = {}
+        #: Class names by index, when the data names them (set by ``load``); else empty.
+        self.classes: list[str] = []
 
     # ---- what a subclass provides -------------------------------------------------
     def load(self) -> dict[str, TextSplit]:
@@ -125,6 +127,17 @@ class TextDataModule(pl.LightningDataModule):
         else:
             self.tokenizer.load_state(cached["tokenizer"])
             self.splits = {name: EncodedSplit(**cached[name]) for name in raw}
+
+    def prediction_state(self) -> dict[str, Any]:
+        """What ``dl-predict`` needs besides the weights, stored in checkpoints: the class
+        names, ``max_length`` and the tokenizer's trained state (a word-level vocabulary;
+        empty for a pretrained tokenizer, which reloads from its ``name_or_path``)."""
+        return {
+            "kind": "text",
+            "classes": list(self.classes),
+            "max_length": self.max_length,
+            "tokenizer": self.tokenizer.state(),
+        }
 
     @property
     def has_val(self) -> bool:
@@ -200,12 +213,7 @@ class TextDataModule(pl.LightningDataModule):
             )
 
     def _encode(self, split: TextSplit) -> EncodedSplit:
-        rows = self.tokenizer.encode(split.texts, self.max_length)
-        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-        width = max(int(lengths.max()), 1)
-        ids = torch.full((len(rows), width), self.tokenizer.pad_id, dtype=torch.int32)
-        for i, row in enumerate(rows):  # once per dataset, at setup; not in the batch loop
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.int32)
+        ids, lengths = encode_texts(self.tokenizer, split.texts, self.max_length)
         return EncodedSplit(ids, lengths, torch.tensor(split.labels, dtype=torch.long))
 
     # ---- cache -----------------------------------------------------------------------------
@@ -245,6 +253,18 @@ class TextDataModule(pl.LightningDataModule):
             tmp.replace(path)  # atomic: concurrent runs never read half a file
         except OSError as ex:
             log.warning("could not cache tokenised text in %s (%s)", path.parent, ex)
+
+
+def encode_texts(tokenizer: Any, texts: list[str], max_length: int) -> tuple[Tensor, Tensor]:
+    """Token ids ``(N, longest)`` right-padded with the tokenizer's ``pad_id``, and each
+    row's length: the layout ``PaddedTextBatches`` cuts batches from."""
+    rows = tokenizer.encode(texts, max_length)
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    width = max(int(lengths.max()), 1) if rows else 1
+    ids = torch.full((len(rows), width), tokenizer.pad_id, dtype=torch.int32)
+    for i, row in enumerate(rows):  # once per dataset, at setup; not in the batch loop
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.int32)
+    return ids, lengths
 
 
 def _cut(split: TextSplit, fraction: float, seed: int) -> tuple[TextSplit, TextSplit]:
