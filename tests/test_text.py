@@ -371,6 +371,26 @@ def test_shipped_minilm_fine_tunes_and_predicts_text(tmp_path: Path) -> None:
     assert f"{texts[1]}: {top['name']} ({top['prob']:.3f})" in out.stdout
 
 
+def test_predict_text_inputs_and_their_errors(tmp_path: Path) -> None:
+    """Texts from a .txt (blank lines skipped), a JSONL's column, and text=; a missing
+    column or file is one clear error."""
+    from dltrain.commands.predict_text import given_texts, read_texts
+
+    (tmp_path / "a.txt").write_text("first review\n\n  second review  \n")
+    (tmp_path / "b.jsonl").write_text('{"review": "third", "id": 3}\n')
+    files = [str(tmp_path / "a.txt"), str(tmp_path / "b.jsonl")]
+    assert read_texts(files, "review") == ["first review", "second review", "third"]
+    assert given_texts("one text") == ["one text"] and given_texts(None) == []
+    with pytest.raises(DataError) as err:
+        read_texts(str(tmp_path / "b.jsonl"), "text")
+    assert str(err.value) == (
+        f"{tmp_path / 'b.jsonl'} has no column 'text' (columns: review, id) — "
+        "name the column that holds the texts with text_column=..."
+    )
+    with pytest.raises(DataError, match="does not exist or is not a file"):
+        read_texts(str(tmp_path), "text")
+
+
 def test_mean_pooling_matches_a_hand_computation(tiny_bert: Path) -> None:
     """Mean pooling averages each text's real tokens (not the padding) of the last layer,
     then the head: computed here row by row with plain slicing."""
