@@ -49,7 +49,9 @@ LAYOUT = {"images": "(C,H,W)", "sequences": "(C,L)"}
 # One composition per option; a pair's config swaps both groups into one of them
 # (what composing "model=m data=d" gives, at a fraction of the cost).
 MODEL_CFGS = {m: compose_train([f"model={m}"]) for m in MODELS}
-DATA_NODES = {d: compose_train([f"data={d}"]).data for d in DATA}
+# Values the user must give (??? in the YAML; an unset one is refused by validate).
+REQUIRED = {"image_folder": ["data.root=/nowhere", "data.num_classes=3"]}
+DATA_NODES = {d: compose_train([f"data={d}", *REQUIRED.get(d, [])]).data for d in DATA}
 
 
 def _kinds() -> tuple[dict[str, str], dict[str, str]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dltrain.errors import ConfigError
 
@@ -31,7 +31,7 @@ def checkpoint_to_resume(cfg: DictConfig) -> str | None:
     if explicit:
         return str(explicit)
     mode = str(cfg.get("resume", "auto"))
-    if mode not in RESUME_MODES:  # also checked by the schema; kept for in-process callers
+    if mode not in RESUME_MODES:  # also checked from run_options; kept for in-process callers
         raise ConfigError(f"resume={mode} is not known", "use resume=auto or resume=never")
     if mode == "never":
         return None
@@ -39,6 +39,59 @@ def checkpoint_to_resume(cfg: DictConfig) -> str | None:
     if not candidates:
         return None
     return str(max(candidates, key=lambda p: p.stat().st_mtime_ns))
+
+
+#: Config groups a checkpoint must share with the run that continues from it.
+SAME_RUN_GROUPS = ("model", "data")
+
+
+def check_same_run(cfg: DictConfig) -> None:
+    """``resume=auto`` into a run directory whose checkpoint belongs to another model or
+    data: stop before anything loads, naming the keys that differ. Without this check
+    Lightning would fail half-way, on the state dict's shapes (or, worse, continue)."""
+    if cfg.get("ckpt_path") or str(cfg.get("resume", "auto")) != "auto":
+        return
+    path = checkpoint_to_resume(cfg)
+    stored = _stored_config(Path(path)) if path else None
+    if not isinstance(stored, dict):
+        return
+    new = OmegaConf.to_container(cfg, resolve=False)
+    differ = [
+        key
+        for group in SAME_RUN_GROUPS
+        for key in _differences(stored.get(group), new.get(group), group)
+    ]
+    if differ:
+        shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+        raise ConfigError(
+            f"{path} belongs to a run with another model or data (differing keys: {shown})",
+            "pass resume=never to start afresh in that directory, "
+            "or give this run a new hydra.run.dir",
+        )
+
+
+def _stored_config(path: Path) -> dict[str, Any] | None:
+    """The run config a Classifier checkpoint carries, read lazily (mmap): the weights
+    stay on disk. ``None`` when the file has none or cannot be read (resuming reports
+    a damaged file itself)."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - corrupt files are reported when resuming
+        return None
+    return ckpt.get("dltrain_config") if isinstance(ckpt, dict) else None
+
+
+def _differences(old: Any, new: Any, prefix: str) -> list[str]:
+    """Dotted keys whose values differ between two plain config trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            key
+            for k in dict.fromkeys([*old, *new])
+            for key in _differences(old.get(k), new.get(k), f"{prefix}.{k}")
+        ]
+    return [] if old == new else [prefix]
 
 
 def _candidates(run_dir: Path) -> list[Path]:

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.config import schema, targets
+from dltrain.config import combinations, signatures, targets
 from dltrain.config.model_data import check_model_takes_data
 from dltrain.errors import ConfigError
 from dltrain.module.metrics import check_metric_names
 
 GPU_ACCELERATORS = ("gpu", "cuda")
+#: Groups whose classes import torch but not Lightning: checked first.
+EARLY_GROUPS = ("model", "optimizer", "scheduler")
 
 
 def is_multirun() -> bool:
@@ -26,23 +28,23 @@ def is_multirun() -> bool:
 def validate(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` for settings that cannot work on this machine or together."""
     targets.check_extras(cfg)  # a missing extra: say so before anything is imported
-    data = cfg.get("data")
-    if data is not None and "tokenizer" in data and "shape" in data:
-        # A text model brings data.tokenizer; on tensor data the schema would call that
-        # key unknown, while the real mistake is the model/data pair: report that first.
-        targets.locate(str(cfg.model.get("_target_")))
-        check_model_takes_data(cfg)
-    schema.check(cfg)  # types, ranges, keys, combinations: the config alone, no torch
+    # Keys, types and ranges of every _target_, from its class's signature. Reading a
+    # signature imports the class's module (an import mistake is named, targets.locate):
+    # the model (torch) goes first, then the model/data pair (a text model on tensor
+    # data is that, not an unknown data.tokenizer key), then the data and the rest
+    # (Lightning).
+    signatures.check_declared(cfg)
     check_metric_names(_plain_metrics(cfg))
     if is_multirun():
         check_multirun_processes(cfg)
     check_hardware(cfg)
-    # The user's classes too are imported and named before any data loads: the model
-    # first (a torch import), so a model/data mismatch is reported before Lightning loads.
-    targets.check_importable(cfg, groups=("model",))
+    signatures.check_targets(cfg, groups=EARLY_GROUPS)
+    combinations.check_model_fits_data(cfg)
     check_model_takes_data(cfg)
-    targets.check_importable(cfg)
     check_modality(cfg)
+    signatures.check_targets(cfg, skip=EARLY_GROUPS)
+    targets.check_importable(cfg)  # those without a readable signature too
+    combinations.check(cfg)  # the cross-key rules
 
 
 def _plain_metrics(cfg: DictConfig) -> dict | None:
@@ -70,6 +72,9 @@ def validate_run(cfg: DictConfig) -> None:
     try:
         validate(cfg)
         check_checkpoint(cfg)
+        from dltrain.checkpointing.resume import check_same_run
+
+        check_same_run(cfg)  # resume=auto into another run's directory
     except ConfigError as ex:
         if is_multirun():  # a sweep keeps every trial's record, rejected ones too
             from dltrain.records.results import write_results

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge
 from torch import Tensor
 
 
@@ -23,7 +25,12 @@ class BatchAugment:
     (a ``cutout`` x ``cutout`` zeroed square), each drawn per sample. Applied to
     normalised batches, so zero is the dataset mean."""
 
-    def __init__(self, crop_padding: int = 0, flip: bool = False, cutout: int = 0) -> None:
+    def __init__(
+        self,
+        crop_padding: Annotated[int, Ge(0)] = 0,
+        flip: bool = False,
+        cutout: Annotated[int, Ge(0)] = 0,
+    ) -> None:
         self.crop_padding = int(crop_padding)
         self.flip = bool(flip)
         self.cutout = int(cutout)

@@ -15,6 +15,9 @@ class DigitsDataModule(InMemoryDataModule):
     """``sklearn.datasets.load_digits``: pixel values 0..16, held as float32 in memory."""
 
     scale = 16.0
+    #: Training samples (before the validation split): known before loading, so the
+    #: processes-vs-samples check (dltrain.config.combinations) can run first.
+    train_size = 1438
 
     def load(self) -> tuple[Split, Split]:
         from sklearn.datasets import load_digits

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from dltrain.data import record_cache
+from dltrain.data.arguments import Fraction
 from dltrain.data.image_decode import fill_images
 from dltrain.data.memory import InMemoryDataModule, Split
 from dltrain.errors import ConfigError, DataError
@@ -49,7 +50,7 @@ class ImageFolderDataModule(InMemoryDataModule):
     def __init__(
         self,
         root: str,
-        test_fraction: float = 0.2,
+        test_fraction: Fraction = 0.2,
         cache_dir: str | None = None,
         workers: int | None = None,
         **kwargs,

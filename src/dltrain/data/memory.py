@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from dltrain.data import placement, record_cache
+from dltrain.data.arguments import Classes, Fraction, Shape, Size, Std
 from dltrain.data.augment import center_crop
 from dltrain.data.batches import TensorBatches
 from dltrain.data.record_batches import RecordBatches
@@ -107,14 +108,14 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        shape: Sequence[int],
-        num_classes: int,
-        batch_size: int = 64,
-        eval_batch_size: int = 512,
-        val_fraction: float = 0.1,
-        seed: int = 0,
+        shape: Shape,
+        num_classes: Classes,
+        batch_size: Size = 64,
+        eval_batch_size: Size = 512,
+        val_fraction: Fraction = 0.1,
+        seed: int | None = 0,
         mean: Sequence[float] | float | None = None,
-        std: Sequence[float] | float | None = None,
+        std: Sequence[Std] | Std | None = None,
         augment: Callable[[Tensor], Tensor] | None = None,
         cache_shape: Sequence[int] | None = None,
         device_budget: float = 0.25,

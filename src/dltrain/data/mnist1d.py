@@ -8,6 +8,7 @@ import random
 import numpy as np
 import torch
 
+from dltrain.data.arguments import Size
 from dltrain.data.memory import InMemoryDataModule, Split
 
 
@@ -23,7 +24,7 @@ class MNIST1DDataModule(InMemoryDataModule):
 
     scale = 1.0
 
-    def __init__(self, shuffle_positions: bool = False, num_samples: int = 5000, **kwargs) -> None:
+    def __init__(self, shuffle_positions: bool = False, num_samples: Size = 5000, **kwargs) -> None:
         super().__init__(**kwargs)
         self.shuffle_positions = bool(shuffle_positions)
         self.num_samples = int(num_samples)

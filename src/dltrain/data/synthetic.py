@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from dltrain.data.arguments import Size
 from dltrain.data.memory import InMemoryDataModule, Split
 
 
@@ -12,7 +13,7 @@ class SyntheticDataModule(InMemoryDataModule):
 
     scale = 1.0
 
-    def __init__(self, num_train: int = 512, num_test: int = 256, **kwargs) -> None:
+    def __init__(self, num_train: Size = 512, num_test: Size = 256, **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_train = int(num_train)
         self.num_test = int(num_test)

@@ -20,6 +20,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from dltrain.data.arguments import Classes, Fraction, Size
 from dltrain.data.text_batches import PaddedTextBatches
 from dltrain.errors import ConfigError, DataError
 
@@ -71,14 +72,14 @@ class TextDataModule(pl.LightningDataModule):
     def __init__(
         self,
         tokenizer: Any,
-        num_classes: int,
-        max_length: int = 128,
-        batch_size: int = 32,
-        eval_batch_size: int = 128,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
+        num_classes: Classes,
+        max_length: Size = 128,
+        batch_size: Size = 32,
+        eval_batch_size: Size = 128,
+        val_fraction: Fraction = 0.1,
+        test_fraction: Fraction = 0.1,
         bucket: bool = True,
-        seed: int = 0,
+        seed: int | None = 0,
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()

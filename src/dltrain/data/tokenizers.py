@@ -12,6 +12,7 @@ import hashlib
 from typing import Any
 
 from dltrain import hub
+from dltrain.data.arguments import Size
 
 PAD, UNK = "[PAD]", "[UNK]"
 
@@ -71,7 +72,12 @@ class WordLevelTokenizer:
     most frequent words seen at least ``min_frequency`` times.
     """
 
-    def __init__(self, vocab_size: int = 20000, min_frequency: int = 1, lowercase: bool = True):
+    def __init__(
+        self,
+        vocab_size: Size = 20000,
+        min_frequency: Size = 1,
+        lowercase: bool = True,
+    ) -> None:
         self.vocab_size = int(vocab_size)
         self.min_frequency = int(min_frequency)
         self.lowercase = bool(lowercase)

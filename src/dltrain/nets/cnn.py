@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import Tensor, nn
 
 from dltrain.errors import ConfigError
+from dltrain.nets.layers import Activation, Dropout, NonNegative, Pool, Shape, Size
 from dltrain.nets.layers import activation as make_activation
 
 
@@ -20,15 +19,15 @@ class CNN(nn.Module):
 
     def __init__(
         self,
-        in_shape: Sequence[int],
+        in_shape: Shape,
         num_classes: int,
-        channels: Sequence[int] = (32, 64),
-        convs_per_stage: int = 1,
-        kernel_size: int = 3,
-        activation: str = "relu",
-        dropout: float = 0.0,
-        pool: str = "flatten",
-        hidden: int = 128,
+        channels: Shape = (32, 64),
+        convs_per_stage: Size = 1,
+        kernel_size: Size = 3,
+        activation: Activation = "relu",
+        dropout: Dropout = 0.0,
+        pool: Pool = "flatten",
+        hidden: NonNegative = 128,
     ) -> None:
         super().__init__()
         if pool not in ("flatten", "avg"):

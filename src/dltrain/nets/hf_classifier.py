@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Interval
 from torch import Tensor, nn
 
 from dltrain import hub
 from dltrain.errors import ConfigError
+from dltrain.nets.layers import NonNegative
 
 #: Where a parameter sits in the stack: ``...layer.3.`` (BERT-like) or ``...layers.3.``.
 LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
@@ -61,8 +63,8 @@ class HFSequenceClassifier(nn.Module):
         name_or_path: str,
         num_labels: int,
         freeze_encoder: bool = False,
-        frozen_layers: int = 0,
-        layer_lr_decay: float = 1.0,
+        frozen_layers: NonNegative = 0,
+        layer_lr_decay: Annotated[float, Interval(gt=0, le=1)] = 1.0,
         gradient_checkpointing: bool = False,
         pooling: str = "auto",
         head_dropout: float | None = None,

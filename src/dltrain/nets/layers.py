@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Annotated, Literal, get_args
+
+from annotated_types import Ge, Interval, MinLen
 from torch import nn
 
 from dltrain.errors import ConfigError
+
+# Types of the nets' arguments: dltrain.config.signatures checks a config against them
+# (with pydantic) before anything is built.
+Size = Annotated[int, Ge(1)]
+NonNegative = Annotated[int, Ge(0)]
+Shape = Annotated[Sequence[Size], MinLen(1)]
+Dropout = Annotated[float, Interval(ge=0, lt=1)]
+Activation = Literal["relu", "gelu", "tanh", "silu", "leaky_relu"]
+Pool = Literal["flatten", "avg"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -13,6 +26,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "leaky_relu": nn.LeakyReLU,
 }
+
+
+assert tuple(ACTIVATIONS) == get_args(Activation)
 
 
 def activation(name: str) -> nn.Module:

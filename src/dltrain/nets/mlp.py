@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from dltrain.nets.layers import Activation, Dropout, Shape, Size
 from dltrain.nets.layers import activation as make_activation
 
 
@@ -15,11 +16,11 @@ class MLP(nn.Module):
 
     def __init__(
         self,
-        in_shape: Sequence[int],
+        in_shape: Shape,
         num_classes: int,
-        hidden: Sequence[int] = (256, 128),
-        activation: str = "relu",
-        dropout: float = 0.0,
+        hidden: Sequence[Size] = (256, 128),
+        activation: Activation = "relu",
+        dropout: Dropout = 0.0,
         batch_norm: bool = False,
     ) -> None:
         super().__init__()

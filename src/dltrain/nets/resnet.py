@@ -3,11 +3,13 @@ starting from ImageNet weights."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Annotated, Literal, get_args
 
+from annotated_types import Gt
 from torch import nn
 
 from dltrain.errors import ConfigError
+from dltrain.nets.layers import Shape, Size
 from dltrain.nets.transfer import (
     TransferNet,
     adapt_input_channels,
@@ -16,7 +18,8 @@ from dltrain.nets.transfer import (
     weights_size,
 )
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
+Arch = Literal["resnet18", "resnet34", "resnet50"]
+ARCHS = get_args(Arch)
 
 
 class ResNet(TransferNet):
@@ -38,15 +41,15 @@ class ResNet(TransferNet):
 
     def __init__(
         self,
-        in_shape: Sequence[int],
+        in_shape: Shape,
         num_classes: int,
-        arch: str = "resnet18",
+        arch: Arch = "resnet18",
         small_input: bool = False,
         pretrained: bool = False,
         weights_path: str | None = None,
         freeze_backbone: bool = False,
-        head_lr: float | None = None,
-        input_size: int | None = None,
+        head_lr: Annotated[float, Gt(0)] | None = None,
+        input_size: Size | None = None,
     ) -> None:
         import torchvision.models as tvm
 

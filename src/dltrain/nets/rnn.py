@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 from dltrain.errors import ConfigError
+from dltrain.nets.layers import Dropout, Shape, Size
 
-READOUTS = ("last", "mean", "flatten")
+Readout = Literal["last", "mean", "flatten"]
+READOUTS = get_args(Readout)
 
 
 class RecurrentClassifier(nn.Module):
@@ -24,13 +26,13 @@ class RecurrentClassifier(nn.Module):
 
     def __init__(
         self,
-        in_shape: Sequence[int],
+        in_shape: Shape,
         num_classes: int,
-        hidden: int = 128,
-        layers: int = 1,
+        hidden: Size = 128,
+        layers: Size = 1,
         bidirectional: bool = False,
-        dropout: float = 0.0,
-        readout: str = "last",
+        dropout: Dropout = 0.0,
+        readout: Readout = "last",
     ) -> None:
         super().__init__()
         if readout not in READOUTS:

@@ -7,11 +7,11 @@ without a pretrained model (``CNN-rand`` in the paper).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from dltrain.nets.layers import Dropout, NonNegative, Shape, Size
 
 
 class TextCNN(nn.Module):
@@ -29,13 +29,13 @@ class TextCNN(nn.Module):
 
     def __init__(
         self,
-        vocab_size: int,
+        vocab_size: Size,
         num_classes: int,
-        embed_dim: int = 128,
-        kernel_sizes: Sequence[int] = (3, 4, 5),
-        channels: int = 100,
-        dropout: float = 0.5,
-        padding_idx: int = 0,
+        embed_dim: Size = 128,
+        kernel_sizes: Shape = (3, 4, 5),
+        channels: Size = 100,
+        dropout: Dropout = 0.5,
+        padding_idx: NonNegative = 0,
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(int(vocab_size), embed_dim, padding_idx=padding_idx)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Annotated
 
+from annotated_types import Gt
 from torch import Tensor, nn
 
 from dltrain.nets.encoder import TokenClassifier
+from dltrain.nets.layers import Dropout, Shape, Size
 
 
 class SequenceTransformer(nn.Module):
@@ -17,13 +19,13 @@ class SequenceTransformer(nn.Module):
 
     def __init__(
         self,
-        in_shape: Sequence[int],
+        in_shape: Shape,
         num_classes: int,
-        width: int = 64,
-        depth: int = 2,
-        heads: int = 4,
-        mlp_ratio: float = 2.0,
-        dropout: float = 0.0,
+        width: Size = 64,
+        depth: Size = 2,
+        heads: Size = 4,
+        mlp_ratio: Annotated[float, Gt(0)] = 2.0,
+        dropout: Dropout = 0.0,
     ) -> None:
         super().__init__()
         channels, length = int(in_shape[0]), int(in_shape[1])

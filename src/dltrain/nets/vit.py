@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Annotated
 
+from annotated_types import Gt
 from torch import Tensor, nn
 
 from dltrain.errors import ConfigError
 from dltrain.nets.encoder import TokenClassifier
+from dltrain.nets.layers import Dropout, Shape, Size
 from dltrain.nets.transfer import (
     TransferNet,
     adapt_input_channels,
@@ -25,14 +27,14 @@ class ViT(nn.Module):
 
     def __init__(
         self,
-        in_shape: Sequence[int],
+        in_shape: Shape,
         num_classes: int,
-        patch_size: int = 4,
-        width: int = 192,
-        depth: int = 6,
-        heads: int = 3,
-        mlp_ratio: float = 2.0,
-        dropout: float = 0.0,
+        patch_size: Size = 4,
+        width: Size = 192,
+        depth: Size = 6,
+        heads: Size = 3,
+        mlp_ratio: Annotated[float, Gt(0)] = 2.0,
+        dropout: Dropout = 0.0,
     ) -> None:
         super().__init__()
         channels, height, width_px = (int(s) for s in in_shape)
@@ -65,13 +67,13 @@ class ViTB16(TransferNet):
 
     def __init__(
         self,
-        in_shape: Sequence[int],
+        in_shape: Shape,
         num_classes: int,
-        image_size: int = 224,
+        image_size: Size = 224,
         pretrained: bool = False,
         weights_path: str | None = None,
         freeze_backbone: bool = False,
-        head_lr: float | None = None,
+        head_lr: Annotated[float, Gt(0)] | None = None,
     ) -> None:
         from torchvision.models import vit_b_16
         from torchvision.models.vision_transformer import interpolate_embeddings
