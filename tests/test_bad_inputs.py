@@ -8,6 +8,7 @@ and, for config errors, leave no run directory behind.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -243,7 +244,7 @@ CASES = [
          "cannot adapt to it — drop the model.in_shape override (it follows data.shape), or "
          "pick data whose shape the model was built for", tags=(CLI,)),
     Case("cnn-flat-data", ["model=cnn", "data=synthetic", "data.shape=[64]"], 2,
-         "error: model=cnn takes images (C,H,W) but data=synthetic gives rank-1 inputs  — "
+         "error: model=cnn takes images (C,H,W) but data=synthetic gives rank-1 inputs — "
          "use model=mlp"),
     Case("more-processes-than-samples",
          ["trainer=ddp_cpu", "trainer.devices=600", "data=synthetic", "data.num_train=500"], 2,
@@ -449,3 +450,25 @@ def test_resume_auto_prefers_the_newest_checkpoint(tmp_path: Path) -> None:
     assert checkpoint_to_resume(cfg) == str(hpc)
     cfg.resume = "never"
     assert checkpoint_to_resume(cfg) is None
+
+
+def test_resume_into_another_models_run_directory_is_refused(tmp_path: Path) -> None:
+    """``resume=auto`` (the default) with a run directory whose checkpoint holds another
+    model: one line naming the differing keys and the ways out, the old run untouched."""
+    run = tmp_path / "run"
+    common = ["debug=fast", "logger=none", "data=synthetic", "data.num_train=64",
+              "data.num_test=32", f"hydra.run.dir={run}"]  # fmt: skip
+    first = run_cli(common, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    last = run / "checkpoints" / "last.ckpt"
+    before = last.stat().st_mtime_ns
+    out = run_cli([*common, "model=cnn"], cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        f"error: {last} belongs to a run with another model or data (differing keys: "
+        "model._target_, model.hidden, model.batch_norm, model.channels, "
+        "model.convs_per_stage, model.kernel_size and 1 more) — pass resume=never to start "
+        "afresh in that directory, or give this run a new hydra.run.dir"
+    ]
+    assert last.stat().st_mtime_ns == before
+    assert json.loads((run / "results.json").read_text())["status"] == "completed"

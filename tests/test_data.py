@@ -13,7 +13,7 @@ from dltrain.data.cifar import CIFAR10DataModule
 from dltrain.data.digits import DigitsDataModule
 from dltrain.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from dltrain.data.synthetic import SyntheticDataModule
-from dltrain.errors import DataError
+from dltrain.errors import ConfigError, DataError
 
 
 def test_mnist_reads_idx_files(tmp_path: Path) -> None:
@@ -103,8 +103,12 @@ def test_shape_mismatch_is_a_config_error() -> None:
     dm = SyntheticDataModule(shape=[1, 8, 8], num_classes=3)
     dm.shape = (3, 8, 8)
     dm._mean_cfg = None
-    with pytest.raises(Exception, match=r"set data.shape=\[1, 8, 8\]"):
+    with pytest.raises(ConfigError) as err:
         SyntheticDataModule.setup(_with_load_shape(dm, (1, 8, 8)))
+    assert str(err.value) == (
+        "SyntheticDataModule train inputs have shape [1, 8, 8], but data.shape is [3, 8, 8] — "
+        "set data.shape=[1, 8, 8]"
+    )
 
 
 def _with_load_shape(dm: SyntheticDataModule, shape: tuple[int, ...]) -> SyntheticDataModule:

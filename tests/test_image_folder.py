@@ -118,10 +118,19 @@ def test_folder_errors_say_what_to_fix(tmp_path: Path) -> None:
     )
     shutil.rmtree(root / "green")
     (root / "green").mkdir()
-    with pytest.raises(Exception, match="Found no valid file for the classes green"):
+    with pytest.raises(DataError) as err:
         datamodule(root, None)
-    with pytest.raises(Exception, match=r"does not exist — set data.root"):
+    extensions = ".jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp"
+    assert str(err.value) == (
+        f"{root}: Found no valid file for the classes green. Supported extensions are: "
+        f"{extensions} — add images ({extensions}) to every class folder"
+    )
+    with pytest.raises(DataError) as err:
         datamodule(tmp_path / "nowhere", None)
+    assert str(err.value) == (
+        f"image folder {tmp_path / 'nowhere'} does not exist — set data.root to a folder of "
+        "class folders (root/<class>/<image>)"
+    )
 
 
 def test_unreadable_images_are_reported_with_their_paths(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shlex
 import signal
 import subprocess
@@ -279,10 +280,13 @@ def test_nan_loss_stops_and_keeps_a_finite_last_checkpoint(tmp_path: Path) -> No
     assert "became NaN/inf" in str(info.value)
     assert str(info.value).endswith("or set nan_policy=skip to drop such batches")
     assert results(tmp_path / "run")["status"] == "failed"
-    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    if last.exists():
-        weights = _net_weights(tmp_path / "run")
-        assert weights and all(t.isfinite().all() for t in weights)
+    # Saved after every step: last.ckpt is the last step whose weights were finite,
+    # before the step the error names.
+    bad_step = int(re.search(r"(?:by|at) step (\d+)", str(info.value)).group(1))
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert 0 < last["global_step"] <= bad_step
+    weights = _net_weights(tmp_path / "run")
+    assert weights and all(t.isfinite().all() for t in weights)
 
 
 def test_nan_policy_skip_drops_bad_batches_and_finishes(tmp_path: Path) -> None:

@@ -62,10 +62,24 @@ def test_each_model_trains_and_records(tmp_path: Path, model: str, logger: str) 
     assert log_dir.is_dir() and any(log_dir.iterdir())
 
 
-def test_bf16_mixed_precision_on_cpu(tmp_path: Path) -> None:
+def test_bf16_mixed_precision_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The net's forward runs under CPU autocast in bfloat16 (its logits are bf16)."""
+    from dltrain.nets.mlp import MLP
+
+    seen: list[tuple[bool, torch.dtype]] = []
+    forward = MLP.forward
+
+    def recording(self: MLP, x: torch.Tensor) -> torch.Tensor:
+        out = forward(self, x)
+        if self.training:
+            seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        return out
+
+    monkeypatch.setattr(MLP, "forward", recording)
     _, results = train_in_process(tmp_path, ["trainer.precision=bf16-mixed", *SMALL])
     assert results["status"] == "completed"
-    assert results["metrics"]["test/acc"] > 0
+    assert len(seen) == results["steps"] > 0
+    assert set(seen) == {(True, torch.bfloat16)}
 
 
 def test_no_validation_split_tests_last_weights(tmp_path: Path) -> None:
@@ -174,10 +188,19 @@ def test_a_cpu_run_hides_gpus_for_its_duration(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     cpu = OmegaConf.create({"trainer": {"accelerator": "cpu"}})
+
+    # torch's NVML-based device count (what Lightning makes is_available() use) must
+    # return 0 without opening NVML while the GPUs are hidden, and ask NVML otherwise.
+    def nvml(*_: object) -> int:
+        raise AssertionError("NVML opened")
+
+    monkeypatch.setattr(torch.cuda, "_raw_device_count_nvml", nvml)
     with gpus_hidden_on_cpu(cpu):
         assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
-        assert torch.cuda.is_available() is False
+        assert torch.cuda._device_count_nvml() == 0
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    with pytest.raises(AssertionError, match="NVML opened"):
+        torch.cuda._device_count_nvml()
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     with gpus_hidden_on_cpu(OmegaConf.create({"trainer": {"accelerator": "gpu"}})):
         assert "CUDA_VISIBLE_DEVICES" not in os.environ

@@ -43,10 +43,15 @@ def check_model_takes_data(cfg: DictConfig, config_dir: str | Path | None = None
     kinds = {name: model_kind(t) for name, t in _targets(models_dir).items()}
     fits = [n for n, k in kinds.items() if k == gives] + [n for n, k in kinds.items() if k == "any"]
     raise ConfigError(
-        f"model={model_name} takes {takes} {LAYOUT.get(takes, '')} but data={data_name} "
-        f"gives {gives} {LAYOUT.get(gives, '')}".replace("  ", " "),
+        f"model={model_name} takes {_with_layout(takes)} but data={data_name} "
+        f"gives {_with_layout(gives)}",
         f"use model={'/'.join(fits)}" if fits else "choose a model for this data",
     )
+
+
+def _with_layout(kind: str) -> str:
+    """``images (C,H,W)``; a kind without a layout (``rank-1 inputs``) stays as it is."""
+    return f"{kind} {LAYOUT[kind]}" if kind in LAYOUT else kind
 
 
 def _config_dir() -> str:

@@ -218,15 +218,20 @@ def check_value(path: str, value: Any, param: Param) -> None:
     """Validate ``value`` against the parameter's annotation (pydantic, strict JSON mode)."""
     import pydantic
 
-    tp = param.annotation
-    if tp is Any:
+    if param.annotation is Any:
         return
     try:
-        _adapter(tp).validate_json(json.dumps(value), strict=True)
+        text = json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError):  # not plain data: nothing a config could be checked for
+        return
+    try:
+        adapter = _adapter(param.annotation)
+    except (pydantic.PydanticUserError, TypeError):  # an annotation pydantic cannot read
+        return
+    try:
+        adapter.validate_json(text, strict=True)
     except pydantic.ValidationError as ex:
         raise _describe_failure(path, value, param, ex.errors()) from None
-    except (TypeError, ValueError):  # not JSON-able (nan/inf are): nothing to say
-        return
 
 
 @functools.lru_cache(maxsize=512)
@@ -396,7 +401,10 @@ def signature_of(target: str) -> Signature | None:
     annotations and the limits of ``limits.py``; ``**kwargs`` followed up the MRO."""
     from hydra.utils import get_object
 
-    obj = get_object(target)  # ImportError etc. are reported where Hydra instantiates it
+    try:
+        obj = get_object(target)
+    except Exception:  # noqa: BLE001 - a target that does not import is reported by name
+        return None  # where it is imported for use; here there is nothing to read
     return _signature(obj, target)
 
 
