@@ -399,12 +399,7 @@ def show(value: Any) -> str:
 def signature_of(target: str) -> Signature | None:
     """The parameters of the class or function a ``_target_`` names, with config-facing
     annotations and the limits of ``limits.py``; ``**kwargs`` followed up the MRO."""
-    from hydra.utils import get_object
-
-    try:
-        obj = get_object(target)
-    except Exception:  # noqa: BLE001 - a target that does not import is reported by name
-        return None  # where it is imported for use; here there is nothing to read
+    obj = targets.locate(target)  # an import mistake: ConfigError naming it
     return _signature(obj, target)
 
 
