@@ -45,6 +45,17 @@ LIMITS: dict[str, dict[str, tuple[Any, ...]]] = {
 LIMITS["lightning.Trainer"] = LIMITS["lightning.pytorch.Trainer"]
 
 
+#: Values the recipe turns into ones the class takes before it builds it (say,
+#: ``trainer.precision=auto`` chosen from the hardware): accepted besides the annotation.
+#: By ``_target_``, then argument.
+RESOLVED_BY_RECIPE: dict[str, dict[str, tuple[Any, ...]]] = {}
+
+
 def limits_of(target: str) -> dict[str, tuple[Any, ...]]:
     """Argument -> constraints for a ``_target_`` (empty for classes that carry their own)."""
     return LIMITS.get(target, {})
+
+
+def resolved_by_recipe(target: str) -> dict[str, tuple[Any, ...]]:
+    """Argument -> values the recipe replaces before the class sees them."""
+    return RESOLVED_BY_RECIPE.get(target, {})

@@ -36,7 +36,7 @@ from typing import Annotated, Any, Literal, Union
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.config import run_options, targets
-from dltrain.config.limits import limits_of
+from dltrain.config.limits import limits_of, resolved_by_recipe
 from dltrain.errors import ConfigError, did_you_mean
 
 #: Keys of Hydra's instantiate, allowed on every node.
@@ -405,7 +405,7 @@ def signature_of(target: str) -> Signature | None:
 
 def _signature(obj: Any, target: str) -> Signature | None:
     params: dict[str, Param] = {}
-    limits = limits_of(target)
+    limits, resolved = limits_of(target), resolved_by_recipe(target)
     fn, given = obj, Forwarded(0, frozenset())
     while True:
         sig = _inspect(fn)
@@ -422,6 +422,8 @@ def _signature(obj: Any, target: str) -> Signature | None:
                 positional -= 1  # filled by the subclass's super().__init__(x, ...)
             elif p.name not in params and p.name not in given.keywords:
                 tp = with_limits(config_type(p.annotation), limits.get(p.name, ()))
+                if p.name in resolved and tp is not Any:
+                    tp = Union[tp, Literal[resolved[p.name]]]  # noqa: UP007 - built at runtime
                 params[p.name] = Param(p.name, tp, p.default)
         base = _kwargs_go_to_base(obj, fn) if open_ else None
         if base is None:
