@@ -228,7 +228,7 @@ CASES = [
     Case("precision-typo", ["trainer.precision=bf17"], 2,
          "error: trainer.precision='bf17' is not one of the allowed values (did you mean "
          "'bf16'?) — use one of: 64, 32, 16, transformer-engine, transformer-engine-float16, "
-         "16-true, 16-mixed, bf16-true, bf16-mixed, 32-true, 64-true, bf16"),
+         "16-true, 16-mixed, bf16-true, bf16-mixed, 32-true, 64-true, bf16, auto"),
     Case("interval", ["scheduler=cosine", "scheduler.interval=batch"], 2,
          "error: scheduler.interval='batch' is not one of the allowed values — "
          "use one of: epoch, step"),

@@ -25,6 +25,7 @@ OPEN = {
     "lightning.pytorch.loggers.TensorBoardLogger": "to TensorBoard's SummaryWriter",
     "lightning.pytorch.strategies.DDPStrategy": "to torch's DistributedDataParallel",
     "lightning.pytorch.strategies.FSDPStrategy": "to torch's FullyShardedDataParallel",
+    "dltrain.checkpointing.checkpoint_io.WeightsOnlyFSDPStrategy": "FSDPStrategy's, as above",
 }
 
 

@@ -48,7 +48,11 @@ LIMITS["lightning.Trainer"] = LIMITS["lightning.pytorch.Trainer"]
 #: Values the recipe turns into ones the class takes before it builds it (say,
 #: ``trainer.precision=auto`` chosen from the hardware): accepted besides the annotation.
 #: By ``_target_``, then argument.
-RESOLVED_BY_RECIPE: dict[str, dict[str, tuple[Any, ...]]] = {}
+RESOLVED_BY_RECIPE: dict[str, dict[str, tuple[Any, ...]]] = {
+    # The hardware's best precision, chosen by runtime/precision.py before the Trainer.
+    "lightning.pytorch.Trainer": {"precision": ("auto",)},
+}
+RESOLVED_BY_RECIPE["lightning.Trainer"] = RESOLVED_BY_RECIPE["lightning.pytorch.Trainer"]
 
 
 def limits_of(target: str) -> dict[str, tuple[Any, ...]]:
