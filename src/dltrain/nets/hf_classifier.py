@@ -19,18 +19,19 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from annotated_types import Interval
 from torch import Tensor, nn
 
 from dltrain import hub
 from dltrain.errors import ConfigError
-from dltrain.nets.layers import NonNegative
+from dltrain.nets.layers import Dropout, NonNegative
 
 #: Where a parameter sits in the stack: ``...layer.3.`` (BERT-like) or ``...layers.3.``.
 LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
-POOLINGS = ("cls", "mean", "auto")
+Pooling = Literal["cls", "mean", "auto"]
+POOLINGS = get_args(Pooling)
 #: Where a sentence-transformers checkpoint records its pooling.
 POOLING_CONFIG = "1_Pooling/config.json"
 
@@ -66,8 +67,8 @@ class HFSequenceClassifier(nn.Module):
         frozen_layers: NonNegative = 0,
         layer_lr_decay: Annotated[float, Interval(gt=0, le=1)] = 1.0,
         gradient_checkpointing: bool = False,
-        pooling: str = "auto",
-        head_dropout: float | None = None,
+        pooling: Pooling = "auto",
+        head_dropout: Dropout | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < float(layer_lr_decay) <= 1.0:
