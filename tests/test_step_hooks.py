@@ -117,7 +117,9 @@ def test_collector_is_off_during_imports_then_frozen_once_and_back_on() -> None:
         startup.defer_collection()
         _ = [[] for _ in range(1000)]  # a later job's objects stay collectable
         startup.freeze_imports()
-        assert gc.isenabled() and gc.get_freeze_count() == frozen
+        # Not frozen again: the 1000 new lists would add 1000. (Frozen objects freed
+        # meanwhile, e.g. by another thread of the test runner, may lower the count.)
+        assert gc.isenabled() and gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
         gc.enable()
