@@ -123,14 +123,34 @@ def predict_main() -> None:
     _run_app(_predict)
 
 
-def report_main() -> None:
-    """``dl-report [dirs]``: table of runs, report.md and a curves PNG."""
-    from dltrain.commands.report import main
-
+def _run_main(main: Callable[[], int]) -> None:
+    """Run a plain (non-Hydra) command; user errors become one ``error:`` line."""
     try:
         sys.exit(main())
     except errors.UserError as ex:
         _exit_with(ex)
+
+
+def report_main() -> None:
+    """``dl-report [dirs]``: table of runs, report.md and a curves PNG."""
+    from dltrain.commands.report import main
+
+    _run_main(main)
+
+
+def init_main() -> None:
+    """``dl-init DIR``: write a small working project to start from."""
+    from dltrain.commands.init import main
+
+    _run_main(main)
+
+
+def smoke_main() -> None:
+    """``dl-smoke``: every experiment for one batch on the CPU, a pass/fail table."""
+    from dltrain.commands.smoke import main
+
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    _run_main(main)
 
 
 if __name__ == "__main__":

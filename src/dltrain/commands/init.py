@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import keyword
 import re
-import sys
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -79,16 +78,3 @@ def main(argv: list[str] | None = None) -> int:
         "  pytest -q && dl-smoke          # what its CI runs"
     )
     return 0
-
-
-def cli() -> None:
-    """Console entry point: user errors as one ``error:`` line, exit 2."""
-    try:
-        sys.exit(main())
-    except ConfigError as ex:
-        print(f"error: {ex}", file=sys.stderr)
-        sys.exit(ex.exit_code)
-
-
-if __name__ == "__main__":
-    cli()

@@ -14,7 +14,6 @@ Arguments with ``=`` are overrides given to every run (``paths.data_dir=...``).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -113,17 +112,3 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.append(outcome)
     print(table(outcomes))
     return 0 if all(o.ok for o in outcomes) else 1
-
-
-def cli() -> None:
-    """Console entry point: user errors as one ``error:`` line, exit 2."""
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    try:
-        sys.exit(main())
-    except ConfigError as ex:
-        print(f"error: {ex}", file=sys.stderr)
-        sys.exit(ex.exit_code)
-
-
-if __name__ == "__main__":
-    cli()
