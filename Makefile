@@ -24,7 +24,7 @@ train: $(STAMP) ## run the default experiment (digits, offline) and print test a
 
 test: $(STAMP) ## run the test suite (and the layer contracts)
 	$(BIN)/lint-imports --no-cache > /dev/null || $(BIN)/lint-imports --no-cache
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --durations=15
 
 smoke: $(STAMP) ## every experiment config for one batch on the CPU: a pass/fail table
 	$(BIN)/dl-smoke paths.data_dir=$(abspath $(DATA_DIR))
