@@ -200,7 +200,7 @@ CASES = [
     Case("added-key-typo", ["+model.dropuot=0.1"], 2,
          "error: unknown key 'model.dropuot' for dltrain.nets.mlp.MLP (did you mean "
          "'dropout'?) — remove it; known keys: in_shape, num_classes, hidden, activation, "
-         "dropout, batch_norm", tags=(CLI,)),
+         "dropout, batch_norm, tabular, embed_dim", tags=(CLI,)),
     Case("added-optimizer-typo", ["optimizer=sgd", "+optimizer.momentun=0.9"], 2,
          "error: unknown key 'optimizer.momentun' for torch.optim.SGD (did you mean "
          "'momentum'?) — remove it; known keys: params, lr, momentum, dampening, "

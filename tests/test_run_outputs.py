@@ -97,12 +97,14 @@ def test_summary_says_metrics_time_and_places(tiny: dict) -> None:
     assert f"val/acc_best={results['metrics']['val/acc_best']:.4f}" in summary
     assert f"{EPOCHS} epochs" in summary
     assert str(tiny["run"]) in summary
-    assert "plots/{confusion_matrix.png, learning_curves.png, learning_rate.png}" in summary
+    assert (
+        "plots/{confusion_matrix.png, learning_curves.png, learning_rate.png, roc.png}" in summary
+    )
     assert summary.rstrip().endswith(f"results: {tiny['run'] / 'results.json'}")
 
 
 def test_plots_and_history_written(tiny: dict) -> None:
-    for name in ("learning_curves", "learning_rate", "confusion_matrix"):
+    for name in ("learning_curves", "learning_rate", "confusion_matrix", "roc"):
         with Image.open(tiny["run"] / "plots" / f"{name}.png") as image:
             assert image.format == "PNG"
             assert min(image.size) >= 300

@@ -13,14 +13,19 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.checkpointing.checkpoint_io import SafeCheckpointIO
+from dltrain.config import task as run_task
 from dltrain.config.targets import DATA_DESCRIPTIVE, MODULE_GIVEN
 from dltrain.errors import ConfigError
 from dltrain.runtime.hooks import skip_unused_callback_hooks, skip_unused_module_hooks
 
 
-def datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+def datamodule(cfg: DictConfig, fitted: dict[str, Any] | None = None) -> pl.LightningDataModule:
     """The data module of ``cfg.data``: a built-in in-memory one, or any
-    LightningDataModule whose batches are ``(x, y)``."""
+    LightningDataModule whose batches are ``(x, y)``.
+
+    A table is read, split and its preprocessing fitted (or the ``fitted`` state of a
+    checkpoint applied) now, and what it turned out to be (task, width, classes,
+    embedding sizes) is written into ``cfg`` before the model is built."""
     from hydra.utils import get_class
 
     node = cfg.data
@@ -35,6 +40,18 @@ def datamodule(cfg: DictConfig) -> pl.LightningDataModule:
         # Image batches leave normalisation channels-last, in the same copy: the
         # channels-last net then never converts its input layout (4-D batches only).
         dm.memory_format = torch.channels_last
+    prepare = getattr(dm, "prepare_table", None)
+    if prepare is None:
+        if cfg.get("task") == "regression":
+            raise ConfigError(
+                "task=regression needs tabular data (a numeric target column)",
+                "use data=tabular (data.path=..., data.target=...), or task=classification",
+            )
+        run_task.settle(cfg)
+        return dm
+    state = prepare(fitted)
+    shown = {"shape": list(dm.shape), "num_classes": dm.num_classes}
+    run_task.settle(cfg, state.task, {**shown, "tabular": state.feature_spec()})
     return dm
 
 
@@ -46,12 +63,13 @@ DEFAULT_MODULE = {
 }
 
 
-def module(cfg: DictConfig) -> pl.LightningModule:
+def module(cfg: DictConfig, dm: Any = None) -> pl.LightningModule:
     """The LightningModule of ``cfg.module`` (the Classifier by default) around the net
     of ``cfg.model``. Besides its config keys it gets, when its constructor takes them,
     the built net (``net``), the optimizer and scheduler factories (``optimizer``,
-    ``scheduler``, ``scheduler_interval``) and ``metrics`` (the Classifier's extra
-    metrics): a user's module needs none of them."""
+    ``scheduler``, ``scheduler_interval``), ``metrics`` (the Classifier's extra
+    metrics) and, from tabular data, the target's standardisation (``target_mean``,
+    ``target_std``: the Regressor's): a user's module needs none of them."""
     net = instantiate(cfg.model)
     if cfg.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)  # its convs then output channels-last
@@ -65,11 +83,15 @@ def module(cfg: DictConfig) -> pl.LightningModule:
         "scheduler_interval": cfg.scheduler.get("interval", "epoch"),
         "metrics": classification_metrics(cfg),
     }
+    state = getattr(dm, "state", None)
+    if state is not None and getattr(state, "task", None) == "regression":
+        given.update(target_mean=state.target_mean, target_std=state.target_std)
+        given["loss"] = str(cfg.get("regression_loss") or "mse")
     node = cfg.get("module")
     if node is None:
         node = OmegaConf.create(DEFAULT_MODULE, parent=cfg)
     factory = instantiate(node, _partial_=True)
-    out = factory(**_accepted(factory.func, {k: given[k] for k in MODULE_GIVEN}))
+    out = factory(**_accepted(factory.func, {k: given[k] for k in MODULE_GIVEN if k in given}))
     if not isinstance(out, pl.LightningModule):
         raise ConfigError(
             f"module {node._target_} is a {type(out).__name__}, not a LightningModule",

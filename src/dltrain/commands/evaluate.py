@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from dltrain.checkpointing.checkpoint_io import load_checkpoint
 from dltrain.commands import build
 from dltrain.config.checks import validate
+from dltrain.data.tabular import checkpoint_state
 from dltrain.errors import DataError
 from dltrain.records.results import write_results
 
@@ -41,19 +42,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     quiet_known_warnings()
     pl.seed_everything(run_cfg.seed, workers=True, verbose=False)
-    datamodule = build.datamodule(run_cfg)
-    module = build.module(run_cfg)
-    bar = [c for c in build.callbacks(run_cfg, with_logger=False) if _is_progress(c)]
-    trainer = build.trainer(
-        run_cfg, bar, [], net=getattr(module, "net", module), default_root_dir=cfg.paths.output_dir
-    )
-    metrics: dict[str, float] = {}
-    if build.has_validation(run_cfg):
-        trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)
-        metrics.update(_scalars(trainer.callback_metrics))
-    trainer.test(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)
-    metrics.update(_scalars(trainer.callback_metrics))
-    if trainer.is_global_zero:
+    # A table's preprocessing as fitted in training (not refitted on today's file).
+    fitted = checkpoint_state(checkpoint)
+    if "dltrain_booster" in checkpoint:  # boosted trees: no Lightning loop
+        from dltrain.commands import boosted
+
+        metrics = boosted.evaluate(run_cfg, checkpoint, fitted or {})
+        is_global_zero = True
+    else:
+        metrics, is_global_zero = _evaluate_net(run_cfg, cfg, ckpt_path, fitted)
+    if is_global_zero:
         path = write_results(
             Path(cfg.paths.output_dir),
             "completed",
@@ -64,6 +62,24 @@ def run(cfg: DictConfig) -> dict[str, float]:
         shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
         print(f"{shown}\nresults: {path}")
     return metrics
+
+
+def _evaluate_net(
+    run_cfg: DictConfig, cfg: DictConfig, ckpt_path: Path, fitted: dict | None
+) -> tuple[dict[str, float], bool]:
+    datamodule = build.datamodule(run_cfg, fitted=fitted)
+    module = build.module(run_cfg, datamodule)
+    bar = [c for c in build.callbacks(run_cfg, with_logger=False) if _is_progress(c)]
+    trainer = build.trainer(
+        run_cfg, bar, [], net=getattr(module, "net", module), default_root_dir=cfg.paths.output_dir
+    )
+    metrics: dict[str, float] = {}
+    if build.has_validation(run_cfg):
+        trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)
+        metrics.update(_scalars(trainer.callback_metrics))
+    trainer.test(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)
+    metrics.update(_scalars(trainer.callback_metrics))
+    return metrics, trainer.is_global_zero
 
 
 def merge_overrides(stored: DictConfig, cfg: DictConfig) -> DictConfig:

@@ -1,4 +1,5 @@
-"""``dl-predict``: the top-k classes of image files or texts with a dl-train checkpoint.
+"""``dl-predict``: the top-k classes of image files or texts with a dl-train checkpoint
+(table rows of a tabular model: ``predict_rows.py``).
 
 The checkpoint carries all that is needed: the training config (to rebuild the net),
 the weights, and what the inputs need (``dltrain_data``: the statistics training
@@ -20,8 +21,10 @@ from torch import Tensor, nn
 
 from dltrain.checkpointing.checkpoint_io import load_checkpoint
 from dltrain.commands import predict_text
+from dltrain.commands import predict_rows
 from dltrain.data.augment import center_crop
 from dltrain.data.image_decode import decode_image
+from dltrain.data.tabular import checkpoint_state
 from dltrain.errors import ConfigError, DataError
 from dltrain.records.results import write_json
 
@@ -33,6 +36,15 @@ TEXT_SHOWN = 70
 def run(cfg: DictConfig) -> list[dict[str, Any]]:
     ckpt_path = Path(str(cfg.ckpt_path))
     checkpoint = load_checkpoint(ckpt_path)
+    fitted = checkpoint_state(checkpoint)
+    if fitted is not None:  # a tabular model: rows of a table in, predictions.csv out
+        if not predict_rows.is_table(str(cfg.inputs)):
+            raise ConfigError(
+                f"{ckpt_path} is a model of table rows, but inputs={cfg.inputs} is not a table",
+                "pass inputs=<rows.csv> (or .parquet) with the feature columns",
+            )
+        predict_rows.run(cfg, checkpoint, fitted)
+        return []
     net, run_cfg = rebuild_net(checkpoint, ckpt_path)
     stats = input_stats(checkpoint, ckpt_path)
     if int(cfg.top_k) < 1:

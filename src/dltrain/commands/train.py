@@ -26,6 +26,7 @@ from dltrain.runtime.process import (
     quiet_known_warnings,
 )
 from dltrain.tracking.redact import redact
+from dltrain.trees.boosters import is_booster
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -69,8 +70,12 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
-    datamodule = build.datamodule(cfg)
-    module = build.module(cfg)
+    datamodule = build.datamodule(cfg)  # a table is read and fitted here (cfg learns the task)
+    if is_booster(cfg.model.get("_target_")):  # boosted trees: their library's own loop
+        from dltrain.commands import boosted
+
+        return boosted.fit_and_test(cfg, datamodule)
+    module = build.module(cfg, datamodule)
     loggers = build.loggers(cfg)
     callbacks = build.callbacks(cfg, with_logger=bool(loggers))
     callbacks += [

@@ -207,6 +207,19 @@ def check_modality(cfg: DictConfig) -> None:
             f"model {m} reads tensors (images or arrays), but data {d} holds text",
             "use a text model (model=textcnn or model=hf_classifier) for text data",
         )
+    if gives == "tables" and takes not in ("tables", "any"):
+        m, d = _choice(cfg, "model"), _choice(cfg, "data")
+        raise ConfigError(
+            f"model {m} reads {takes}, but data {d} is a table",
+            "use model=mlp, model=ft_transformer, model=xgboost or model=lightgbm for tables",
+        )
+    if takes == "tables" and gives != "tables":
+        m, d = _choice(cfg, "model"), _choice(cfg, "data")
+        raise ConfigError(
+            f"model {m} reads tables, but data {d} is not one",
+            "use data=tabular (data.path=<file.csv> data.target=<column>), data=diamonds "
+            "or data=credit",
+        )
 
 
 def _choice(cfg: DictConfig, group: str) -> str:

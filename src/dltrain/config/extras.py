@@ -1,7 +1,8 @@
 """The optional extras (pyproject.toml) and which configs need each.
 
 The base install trains image and sequence data with every built-in net
-and the CSV and W&B loggers; the text stack, MLflow and TensorBoard are extras. A
+and the CSV and W&B loggers, and nets on tables; the text stack, MLflow, TensorBoard and
+the boosted trees (XGBoost, LightGBM) are extras. A
 config whose ``_target_`` needs a missing extra stops before anything is imported
 (``targets.check_extras``), with the pip command that fixes it:
 ``error: model=hf_classifier needs the text extra — pip install 'dl-train[text]'``.
@@ -20,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "postgres": ("psycopg2",),
     # hydra/launcher=submitit_local|submitit_slurm
     "slurm": ("submitit", "hydra_plugins.hydra_submitit_launcher"),
+    "tabular": ("xgboost", "lightgbm"),
 }
 
 #: ``_target_`` prefixes (a module, or a class) and the extra each needs.
@@ -32,6 +34,8 @@ NEEDED_BY: dict[str, str] = {
     "lightning.pytorch.loggers.mlflow": "mlflow",
     "lightning.pytorch.loggers.TensorBoardLogger": "tensorboard",
     "lightning.pytorch.loggers.tensorboard": "tensorboard",
+    "dltrain.trees.boosters.XGBoost": "tabular",
+    "dltrain.trees.boosters.LightGBM": "tabular",
 }
 
 

@@ -31,11 +31,11 @@ def model_kind(target: str) -> str:
 def check_model_takes_data(cfg: DictConfig, config_dir: str | Path | None = None) -> None:
     """Raise ``ConfigError`` when ``cfg.model`` cannot take ``cfg.data``'s inputs."""
     target = cfg.model.get("_target_") if cfg.get("model") else None
-    if not target or cfg.get("data") is None or "shape" not in cfg.data:
-        return
+    if not target or cfg.get("data") is None or cfg.data.get("shape") is None:
+        return  # text data has no shape; a table's is known once it is read
     takes, gives = model_kind(target), data_kind(list(cfg.data.shape))
-    if takes in ("any", gives):
-        return
+    if takes in ("any", gives, "tables"):
+        return  # tables: checks.check_modality knows table data by its class
     models_dir = Path(config_dir or _config_dir()) / "model"
     data_dir = Path(config_dir or _config_dir()) / "data"
     model_name = _option("model", target, models_dir)

@@ -24,7 +24,16 @@ FIRST = ("model", "module", "data", "logger")
 #: Arguments the runner passes to the ``module`` node's class besides its config keys,
 #: each only when the constructor takes it (``commands/build.py``): a module config
 #: does not set them, and a check of its keys against the signature must not ask for them.
-MODULE_GIVEN = ("net", "optimizer", "scheduler", "scheduler_interval", "metrics")
+MODULE_GIVEN = (
+    "net",
+    "optimizer",
+    "scheduler",
+    "scheduler_interval",
+    "metrics",
+    "target_mean",
+    "target_std",
+    "loss",
+)  # the last three: regression on tables
 #: Keys of a data config that describe the data to the other configs (``in_shape:
 #: ${data.shape}``, ``num_classes: ${data.num_classes}``); a data module whose
 #: constructor does not take them is built without them (any LightningDataModule).

@@ -197,9 +197,9 @@ class Classifier(pl.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         logits, y = self._eval_step(batch, self.test_loss, self.test_acc)
         _update_extra(self.test_extra, logits, y)
-        # For callbacks (the confusion-matrix plot, which ignores IGNORE_INDEX labels of
-        # padding samples); Lightning does not keep them.
-        return {"preds": logits.argmax(-1), "target": y}
+        # For callbacks (the confusion-matrix and ROC plots, which ignore IGNORE_INDEX
+        # labels of padding samples); Lightning does not keep them.
+        return {"preds": logits.argmax(-1), "probs": logits.float().softmax(-1), "target": y}
 
     def on_test_epoch_end(self) -> None:
         self.log("test/loss", self.test_loss.compute())

@@ -78,3 +78,42 @@ def update(metric: Metric, probs: Tensor, target: Tensor) -> None:
         metric.update(probs[:, 1], target)
     else:
         metric.update(probs, target)
+
+
+# ---- whole-split scores (the boosted-tree path) ---------------------------------------------
+
+
+def regression_scores(pred: Tensor, target: Tensor, target_std: float) -> dict[str, float]:
+    """``loss`` (MSE of the standardised target, as the nets' loss), ``rmse``, ``mae`` and
+    ``r2`` of predictions on the fitted scale: torchmetrics' functions, as the Regressor
+    module logs them."""
+    from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
+
+    pred, target = pred.double(), target.double()
+    rmse = float(mean_squared_error(pred, target, squared=False))
+    return {
+        "loss": (rmse / target_std) ** 2,
+        "rmse": rmse,
+        "mae": float(mean_absolute_error(pred, target)),
+        "r2": float(r2_score(pred, target)),
+    }
+
+
+def classification_scores(
+    probs: Tensor, target: Tensor, extra: Sequence[str] = ()
+) -> dict[str, float]:
+    """``loss`` (cross-entropy), ``acc`` and the named extra metrics of class
+    probabilities, computed as the Classifier logs them."""
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    probs = probs.double()
+    classes = probs.shape[1]
+    picked = probs.gather(1, target.view(-1, 1)).clamp_min(1e-15)
+    out = {
+        "loss": float(-picked.log().mean()),
+        "acc": float(multiclass_accuracy(probs, target, classes, average="micro")),
+    }
+    for name, metric in build_metrics(list(extra), classes).items():
+        update(metric, probs.float(), target)
+        out[name] = float(metric.compute())
+    return out

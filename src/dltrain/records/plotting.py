@@ -1,4 +1,5 @@
-"""PNG figures of runs: learning curves, learning rate, confusion matrix, run comparison.
+"""PNG figures of runs: learning curves, learning rate, confusion matrix, ROC curves,
+predicted-vs-true and residuals (regression), run comparison.
 
 Figures are drawn with matplotlib's object API on the Agg canvas (``Figure`` +
 ``savefig``), never through ``pyplot``: no display is needed, no global backend is
@@ -18,6 +19,8 @@ Row = Mapping[str, float]
 
 #: (panel title, y label, metric suffix) of the learning-curve panels.
 PANELS = (("Loss", "cross-entropy loss", "loss"), ("Accuracy", "accuracy", "acc"))
+#: The same for regression runs (rows with ``*/rmse``).
+REGRESSION_PANELS = (("Loss", "loss (standardised target)", "loss"), ("RMSE", "RMSE", "rmse"))
 
 
 def _series(rows: Sequence[Row], key: str) -> tuple[list[float], list[float]]:
@@ -25,9 +28,9 @@ def _series(rows: Sequence[Row], key: str) -> tuple[list[float], list[float]]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
-def _epoch_axis(ax) -> None:  # noqa: ANN001 - a matplotlib Axes
+def _epoch_axis(ax, label: str = "epoch") -> None:  # noqa: ANN001 - a matplotlib Axes
     """Whole epochs on the x axis: each one when few (a single epoch too), else a few."""
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(label)
     epochs = sorted({int(x) for line in ax.get_lines() for x in line.get_xdata()})
     if 0 < len(epochs) <= 12:
         ax.set_xticks(epochs)
@@ -46,18 +49,23 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def learning_curves(rows: Sequence[Row], path: Path, title: str = "Learning curves") -> Path:
-    """Train and validation loss and accuracy per epoch, side by side."""
+def learning_curves(
+    rows: Sequence[Row], path: Path, title: str = "Learning curves", x_label: str = "epoch"
+) -> Path:
+    """Train and validation loss and accuracy (RMSE for regression) per epoch (or
+    boosting round), side by side."""
+    regression = any("val/rmse" in r or "train/rmse" in r for r in rows)
+    panels = REGRESSION_PANELS if regression else PANELS
     fig = Figure(figsize=(10, 4), layout="constrained")
-    axes = fig.subplots(1, len(PANELS))
-    for ax, (name, ylabel, suffix) in zip(axes, PANELS, strict=True):
+    axes = fig.subplots(1, len(panels))
+    for ax, (name, ylabel, suffix) in zip(axes, panels, strict=True):
         for stage in ("train", "val"):
             x, y = _series(rows, f"{stage}/{suffix}")
             if x:
-                ax.plot(x, y, marker="o", markersize=4, label=stage)
+                ax.plot(x, y, marker="o" if len(x) <= 60 else None, markersize=4, label=stage)
         ax.set_title(name)
         ax.set_ylabel(ylabel)
-        _epoch_axis(ax)
+        _epoch_axis(ax, x_label)
         if ax.has_data():
             ax.legend()
     fig.suptitle(title)
@@ -156,4 +164,61 @@ def compare_runs(
             handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=8
         )
     fig.suptitle(f"Runs compared ({len(runs)})")
+    return _save(fig, path)
+
+
+def roc_curves(
+    probs: np.ndarray, target: np.ndarray, path: Path, class_names: Sequence[str] | None = None
+) -> Path:
+    """ROC curve of the positive class (two classes) or one-vs-rest per class, with AUROC
+    in the legend (scikit-learn's ``roc_curve``)."""
+    from sklearn.metrics import auc, roc_curve
+
+    probs, target = np.asarray(probs, dtype=np.float64), np.asarray(target)
+    n = probs.shape[1]
+    names = list(class_names) if class_names else [str(i) for i in range(n)]
+    fig = Figure(figsize=(5.5, 5), layout="constrained")
+    ax = fig.subplots()
+    for k in [1] if n == 2 else range(n):
+        positives = target == k
+        if positives.all() or not positives.any():
+            continue  # no curve without both kinds of rows
+        fpr, tpr, _ = roc_curve(positives, probs[:, k])
+        label = f"{names[k]} (AUROC {auc(fpr, tpr):.3f})"
+        ax.plot(fpr, tpr, label=label if n <= 12 else None)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    kind = f"positive class {names[1]}" if n == 2 else "one vs rest"
+    ax.set_title(f"ROC (test, {kind})")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def regression(pred: np.ndarray, true: np.ndarray, path: Path, label: str = "target") -> Path:
+    """Predicted against true values (the diagonal is perfect) and the residuals against
+    the prediction, on the test split."""
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    residual = true - pred
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    alpha = 0.6 if len(pred) < 2000 else 0.2
+    left.scatter(true, pred, s=4, alpha=alpha)
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    left.plot([lo, hi], [lo, hi], color="black", linewidth=1)
+    left.set_xlabel(f"true {label}")
+    left.set_ylabel(f"predicted {label}")
+    ss = float(((true - true.mean()) ** 2).sum())
+    r2 = 1 - float((residual**2).sum()) / ss if ss > 0 else float("nan")
+    left.set_title(f"Predicted vs true (test, n={len(true)}, R2 {r2:.4f})")
+    right.scatter(pred, residual, s=4, alpha=alpha)
+    right.axhline(0.0, color="black", linewidth=1)
+    right.set_xlabel(f"predicted {label}")
+    right.set_ylabel("residual (true - predicted)")
+    rmse = float(np.sqrt((residual**2).mean()))
+    right.set_title(f"Residuals (RMSE {rmse:.4g})")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
     return _save(fig, path)

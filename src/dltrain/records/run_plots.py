@@ -1,4 +1,5 @@
-"""Plots of a run: learning curves, learning rate and the test confusion matrix.
+"""Plots of a run: learning curves, learning rate, and on the test split the confusion
+matrix and ROC curves (classification) or predicted-vs-true and residuals (regression).
 
 The callback keeps the per-epoch history itself (it does not depend on which logger
 is configured), saves it with checkpoints and in ``history.json``, so a resumed run
@@ -33,7 +34,9 @@ class RunPlots(Callback):
 
     The confusion matrix needs the test predictions: ``test_step`` returns
     ``{"preds": ..., "target": ...}`` and a torchmetrics ``MulticlassConfusionMatrix``
-    accumulates them on the device (synced across processes under DDP).
+    accumulates them on the device (synced across processes under DDP). With ``"probs"``
+    too, the ROC curves are drawn from the probabilities (rank 0's share under DDP);
+    a regression ``test_step`` returns ``{"values": ..., "target": ...}`` instead.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class RunPlots(Callback):
         self.rows: list[Row] = []
         self._open: Row | None = None  # the epoch in progress
         self._confmat: MulticlassConfusionMatrix | None = None
+        self._kept: dict[str, list[Any]] = {}  # test probabilities / values, on the CPU
 
     # ---- history ---------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -103,10 +107,12 @@ class RunPlots(Callback):
 
     # ---- confusion matrix ----------------------------------------------------------------
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Padding samples of DDP evaluation shards carry label -100 (data/batches.py).
-        self._confmat = MulticlassConfusionMatrix(self.num_classes, ignore_index=PAD_LABEL).to(
-            pl_module.device
-        )
+        self._kept = {"probs": [], "values": [], "target": []}
+        if self.num_classes >= 2:
+            # Padding samples of DDP evaluation shards carry label -100 (data/batches.py).
+            self._confmat = MulticlassConfusionMatrix(
+                self.num_classes, ignore_index=PAD_LABEL
+            ).to(pl_module.device)
 
     def on_test_batch_end(
         self,
@@ -117,16 +123,41 @@ class RunPlots(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if self._confmat is not None and isinstance(outputs, dict) and "preds" in outputs:
+        if not isinstance(outputs, dict):
+            return
+        if self._confmat is not None and "preds" in outputs:
             self._confmat.update(outputs["preds"], outputs["target"])
+        for key in ("probs", "values"):
+            if key in outputs:
+                self._kept[key].append(outputs[key].detach().float().cpu())
+                self._kept["target"].append(outputs["target"].detach().cpu())
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        kept, self._kept = self._kept, {}
+        names = self.class_names or getattr(trainer.datamodule, "classes", None)
+        if trainer.is_global_zero and kept.get("target"):
+            import torch
+
+            target = torch.cat(kept["target"]).numpy()
+            real = target != PAD_LABEL  # no padding samples
+            if kept["probs"]:
+                probs = torch.cat(kept["probs"]).numpy()[real]
+                path = plotting.roc_curves(probs, target[real], self.plot_dir / "roc.png", names)
+                log.info("wrote %s", path)
+            if kept["values"]:
+                label = getattr(trainer.datamodule, "target_label", "target")
+                path = plotting.regression(
+                    torch.cat(kept["values"]).numpy()[real],
+                    target[real],
+                    self.plot_dir / "predicted_vs_true.png",
+                    label,
+                )
+                log.info("wrote %s", path)
         if self._confmat is None or not self._confmat.update_called:
             return
         matrix = self._confmat.compute()  # every rank takes part in the sync
         self._confmat = None
         if trainer.is_global_zero:
-            names = self.class_names or getattr(trainer.datamodule, "classes", None)
             path = plotting.confusion_matrix(
                 matrix.cpu().numpy(), self.plot_dir / "confusion_matrix.png", names
             )

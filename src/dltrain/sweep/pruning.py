@@ -10,6 +10,7 @@ finite fails with that reason instead of training on.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import lightning.pytorch as pl
 from omegaconf import DictConfig
@@ -18,6 +19,8 @@ from optuna_integration import PyTorchLightningPruningCallback
 from dltrain.errors import RunError
 
 LOSSES = ("train/loss", "val/loss")
+#: Boosting-library metrics where lower is better (AUC is the one that rises).
+TREE_LOWER_IS_BETTER = ("rmse", "mae", "logloss", "binary_logloss", "mlogloss", "multi_logloss")
 
 
 class TrialPruning(PyTorchLightningPruningCallback):
@@ -53,3 +56,28 @@ def trial_pruning(cfg: DictConfig) -> TrialPruning | None:
     if len(trial.study.directions) > 1:
         return None
     return TrialPruning(trial, monitor=str(cfg.optimized_metric))
+
+
+def tree_pruning(cfg: DictConfig, booster: Any, kind: str) -> Any | None:
+    """optuna-integration's XGBoost/LightGBM pruning callback for a boosted-tree trial:
+    it reports the validation metric every boosting round (the first of the library's
+    ``eval_metrics``: RMSE for regression, AUROC for two classes).
+
+    The pruner compares those values in the study's direction, so a metric that runs the
+    other way (multiclass log loss in a maximising study) is not reported: the trial
+    then runs to its end unpruned, and a line says so."""
+    from dltrain.sweep.study import load_trial
+
+    trial = load_trial(cfg.trial)
+    if len(trial.study.directions) > 1:  # multi-objective studies do not prune
+        return None
+    metric = booster.eval_metrics(kind)[0]
+    direction = trial.study.direction.name.lower()
+    if (metric in TREE_LOWER_IS_BETTER) != (direction == "minimize"):
+        print(
+            f"trial {trial.number}: the boosting metric {metric} does not run in the study's "
+            f"direction ({direction}); this trial is not pruned",
+            flush=True,
+        )
+        return None
+    return booster.pruning_callback(trial, metric)
