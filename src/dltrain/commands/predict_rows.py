@@ -73,7 +73,7 @@ def _predict(checkpoint: dict[str, Any], x: np.ndarray, batch: int) -> np.ndarra
         return boosted.load(run_cfg, checkpoint).predict(x)
     from dltrain.commands.predict import rebuild_net
 
-    net, _ = rebuild_net(checkpoint, Path("checkpoint"))
+    net = rebuild_net(checkpoint, Path("checkpoint"))[0]
     regression = run_cfg.get("task") == "regression"
     parts = []
     with torch.inference_mode():

@@ -23,7 +23,12 @@ from dltrain.records.history import read_history
 
 SWEEP_FILE = "sweep_summary.json"
 #: Metrics shown when --metrics is not given (those that any run has).
-DEFAULT_METRICS = ("val/acc_best", "val/loss", "test/acc", "test/loss")
+# Classification and regression columns: a table shows those its runs have, so trees
+# and nets on the same table line up (same names in both results.json).
+DEFAULT_METRICS = (
+    "val/acc_best", "val/loss", "test/acc", "test/auroc", "test/loss",
+    "val/rmse_best", "test/rmse", "test/r2",
+)  # fmt: skip
 #: Overrides that say where, not what: left out of the table.
 WHERE_KEYS = ("paths.", "hydra.", "ckpt_path", "task_name", "trial.")
 
@@ -146,7 +151,9 @@ def sort_runs(runs: list[Run], metric: str | None, ascending: bool | None) -> li
     if not metric:
         return sorted(runs, key=lambda r: (str(r.path), r.trial or 0))
     if ascending is None:
-        ascending = "loss" in metric
+        from dltrain.config.task import metric_mode
+
+        ascending = metric_mode(metric) == "min" or "loss" in metric
     have = [r for r in runs if metric in r.metrics]
     rest = [r for r in runs if metric not in r.metrics]
     have.sort(key=lambda r: r.metrics[metric], reverse=not ascending)
