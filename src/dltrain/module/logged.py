@@ -22,18 +22,27 @@ METRICS = (
     "test/loss",
     "test/acc",
 )
+#: The Regressor's (``task=regression``, tabular data).
+REGRESSION_METRICS = tuple(
+    f"{stage}/{name}"
+    for stage in ("train", "val", "test")
+    for name in ("loss", "rmse", "mae", "r2")
+) + ("val/rmse_best",)
 LR_PREFIX = "lr-"
 CLASSIFIER = "dltrain.module.classifier.Classifier"
+REGRESSOR = "dltrain.module.regressor.Regressor"
 
 
-def names(extra: Mapping[str, Sequence[str]] | None) -> list[str]:
-    """Every name a run logs (but ``lr-*``), given its ``metrics`` setting."""
+def names(extra: Mapping[str, Sequence[str]] | None, task: str | None = None) -> list[str]:
+    """Every name a run logs (but ``lr-*``), given its ``metrics`` setting and task."""
+    if task == "regression":
+        return list(REGRESSION_METRICS)
     out = list(METRICS)
     for stage, more in (extra or {}).items():
         out += [f"{stage}/{name}" for name in more or () if f"{stage}/{name}" not in out]
     return out
 
 
-def is_logged(name: str, extra: Any = None) -> bool:
+def is_logged(name: str, extra: Any = None, task: str | None = None) -> bool:
     """Whether a run of the built-in module with this ``metrics`` setting logs ``name``."""
-    return name in names(extra) or name.startswith(LR_PREFIX)
+    return name in names(extra, task) or name.startswith(LR_PREFIX)

@@ -116,13 +116,25 @@ def check_metrics(job: DictConfig, directions: Sequence[str]) -> None:
             "val/acc_best] hydra.sweeper.direction=[minimize,maximize]",
         )
     module = job.get("module")
-    if module is not None and module.get("_target_") not in (None, logged.CLASSIFIER):
+    if module is not None and module.get("_target_") not in (
+        None,
+        logged.CLASSIFIER,
+        logged.REGRESSOR,
+    ):
         return  # the user's own module: its metrics are known only once it runs
+    task = job.get("task")
+    data = job.get("data")
+    if (
+        task is None
+        and data is not None
+        and str(data.get("_target_", "")).endswith("TabularDataModule")
+    ):
+        return  # a table's task (and so its metrics) is known once the table is read
     extra = job.get("metrics")
     extra = OmegaConf.to_container(extra, resolve=True) if OmegaConf.is_dict(extra) else None
-    known = logged.names(extra)
+    known = logged.names(extra, task)
     for name in names:
-        if not logged.is_logged(name, extra):
+        if not logged.is_logged(name, extra, task):
             raise ConfigError(
                 f"optimized_metric '{name}' is not a metric dl-train logs"
                 f"{did_you_mean(name, known)}",
