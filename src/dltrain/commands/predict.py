@@ -20,8 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
 from dltrain.checkpointing.checkpoint_io import load_checkpoint
-from dltrain.commands import predict_text
-from dltrain.commands import predict_rows
+from dltrain.commands import predict_rows, predict_text
 from dltrain.data.augment import center_crop
 from dltrain.data.image_decode import decode_image
 from dltrain.data.tabular import checkpoint_state
