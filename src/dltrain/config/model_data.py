@@ -28,14 +28,30 @@ def model_kind(target: str) -> str:
     return str(getattr(get_class(target), "takes", "any"))
 
 
+def takes_tables(target: str) -> bool:
+    return model_kind(target) == "tables"
+
+
+def gives_tables(target: str) -> bool:
+    """Whether a data ``_target_`` is a table (its shape is known once it is read)."""
+    from hydra.utils import get_class
+
+    try:
+        return getattr(get_class(target), "gives", None) == "tables"
+    except Exception:  # noqa: BLE001 - a bad _target_ is reported when it is built
+        return False
+
+
 def check_model_takes_data(cfg: DictConfig, config_dir: str | Path | None = None) -> None:
     """Raise ``ConfigError`` when ``cfg.model`` cannot take ``cfg.data``'s inputs."""
     target = cfg.model.get("_target_") if cfg.get("model") else None
     if not target or cfg.get("data") is None or cfg.data.get("shape") is None:
         return  # text data has no shape; a table's is known once it is read
-    takes, gives = model_kind(target), data_kind(list(cfg.data.shape))
-    if takes in ("any", gives, "tables"):
+    if takes_tables(target) or gives_tables(str(cfg.data.get("_target_", ""))):
         return  # tables: checks.check_modality knows table data by its class
+    takes, gives = model_kind(target), data_kind(list(cfg.data.shape))
+    if takes in ("any", gives):
+        return
     models_dir = Path(config_dir or _config_dir()) / "model"
     data_dir = Path(config_dir or _config_dir()) / "data"
     model_name = _option("model", target, models_dir)

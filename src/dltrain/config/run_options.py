@@ -26,6 +26,8 @@ def run_options(
     threads: Annotated[int, Ge(1)] | None = None,
     tune_malloc: bool = True,
     task_name: str = "train",
+    task: Literal["classification", "regression"] | None = None,
+    regression_loss: Literal["mse", "huber"] = "mse",
     tags: list[str] | None = None,
 ) -> None:
     """``dl-train seed=... resume=...``: see the comments in configs/train.yaml."""
