@@ -284,7 +284,8 @@ def run_once(work: Workload, log_dir: Path, seed: int) -> dict[str, Any]:
         steps = record.get("steps")
         run["precision"] = record.get("precision")
         if record.get("train_samples_per_s") and run["train_s"]:  # samples / epoch time
-            samples = record["train_samples_per_s"] * record["fit_s"]
+            # A whole number of samples: the product of two rounded figures is not one.
+            samples = round(record["train_samples_per_s"] * record["fit_s"])
             run["images_per_s"] = round(samples / run["train_s"], 1)
     elif work.result == "decode_line":  # "decoded N images in X s (R images/s, ...)"
         # The rate, not N / X: X is printed to 0.1 s, too coarse for a sub-second pass.
