@@ -2,8 +2,9 @@
 
 Defaults in ``configs/train.yaml`` are the classifier's (``monitor: val/acc``,
 ``optimized_metric: val/acc_best``). A regression run left at those defaults watches
-``val/rmse`` and returns ``val/rmse_best`` instead; ``monitor_mode`` and a sweep's
-``direction: auto`` follow the metric's name (lower is better for losses and errors).
+``val/rmse`` and returns ``val/rmse_best`` instead; ``monitor_mode``, a sweep's
+default direction and tree pruning follow the metric's name (``metric_mode``: the one
+place that knows which metrics are minimised).
 """
 
 from __future__ import annotations
@@ -12,8 +13,14 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-#: Metric names where lower is better (the part after ``<stage>/``).
+from dltrain.errors import ConfigError
+
+#: Metric names where lower is better (the part after ``<stage>/``); any name ending in
+#: ``loss`` too (``smooth_loss``, the boosting libraries' ``logloss``, ``mlogloss``).
 LOWER_IS_BETTER = ("loss", "rmse", "mae", "mse", "error")
+#: Metric names where higher is better (``auc``: the boosting libraries' AUROC).
+HIGHER_IS_BETTER = ("acc", "auroc", "auc", "f1_macro", "r2")
+TABLE_DATA = "TabularDataModule"
 CLASSIFIER = "dltrain.module.classifier.Classifier"
 #: configs/module/regressor.yaml: what a regression run left at module=classifier gets.
 REGRESSOR_NODE = {"_target_": "dltrain.module.regressor.Regressor", "monitor": "${monitor}"}
@@ -26,18 +33,53 @@ def metric_mode(name: str | None) -> str | None:
     if not name:
         return None
     base = str(name).split("/")[-1].removesuffix("_best")
-    if base in LOWER_IS_BETTER or base.endswith("_loss"):
+    if base in LOWER_IS_BETTER or base.endswith("loss"):
         return "min"
-    if base in ("acc", "auroc", "f1_macro", "r2") or base.startswith(("acc", "f1")):
+    if base in HIGHER_IS_BETTER or base.startswith(("acc", "f1")):
         return "max"
     return None
 
 
-def sweep_direction(direction: str, optimized_metric: str | None) -> str:
-    """``auto`` -> ``minimize`` or ``maximize`` from the optimised metric's name."""
-    if direction != "auto":
+def task_before_data(cfg: DictConfig) -> str | None:
+    """The task as the config tells it before any data is read: ``None`` for a table
+    left at ``task: null`` (inferred from its target once read)."""
+    task = cfg.get("task")
+    if task:
+        return str(task)
+    data = cfg.get("data")
+    if data is not None and str(data.get("_target_", "")).endswith(TABLE_DATA):
+        return None
+    return "classification"
+
+
+def sweep_directions(direction: Any, metrics: list[str], task: str | None) -> Any:
+    """``hydra.sweeper.direction`` as given (a name or a list); not given (null or
+    ``auto``): one per optimised metric, from its name as the run will return it
+    (a regression run turns the classification defaults into ``val/rmse*``).
+
+    Raises ``ConfigError`` when the name does not tell (a metric of the user's own
+    module, or a classification default on a table whose task is still unknown)."""
+    if direction is not None and direction != "auto":
         return direction
-    return "minimize" if metric_mode(optimized_metric) == "min" else "maximize"
+    out = []
+    for name in metrics:
+        if task == "regression":
+            name = REGRESSION_DEFAULTS.get(name, name)
+        elif task is None and name in REGRESSION_DEFAULTS:
+            raise ConfigError(
+                f"hydra.sweeper.direction is not set and optimized_metric '{name}' "
+                "becomes val/rmse_best if the table's target turns out numeric",
+                "set task=classification|regression or hydra.sweeper.direction",
+            )
+        mode = metric_mode(name)
+        if mode is None:
+            raise ConfigError(
+                f"hydra.sweeper.direction is not set and optimized_metric '{name}' does "
+                "not say whether lower or higher is better",
+                "set hydra.sweeper.direction=minimize|maximize",
+            )
+        out.append("minimize" if mode == "min" else "maximize")
+    return out
 
 
 def settle(cfg: DictConfig, task: str | None = None, data: dict[str, Any] | None = None) -> None:

@@ -16,11 +16,10 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig
 from optuna_integration import PyTorchLightningPruningCallback
 
+from dltrain.config.task import metric_mode
 from dltrain.errors import RunError
 
 LOSSES = ("train/loss", "val/loss")
-#: Boosting-library metrics where lower is better (AUC is the one that rises).
-TREE_LOWER_IS_BETTER = ("rmse", "mae", "logloss", "binary_logloss", "mlogloss", "multi_logloss")
 
 
 class TrialPruning(PyTorchLightningPruningCallback):
@@ -73,7 +72,7 @@ def tree_pruning(cfg: DictConfig, booster: Any, kind: str) -> Any | None:
         return None
     metric = booster.eval_metrics(kind)[0]
     direction = trial.study.direction.name.lower()
-    if (metric in TREE_LOWER_IS_BETTER) != (direction == "minimize"):
+    if (metric_mode(metric) == "min") != (direction == "minimize"):
         print(
             f"trial {trial.number}: the boosting metric {metric} does not run in the study's "
             f"direction ({direction}); this trial is not pruned",

@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dltrain.config import task as run_task
 from dltrain.config.checks import check_multirun_processes
 from dltrain.errors import ConfigError, RunError
 from dltrain.sweep import loop, report, stopping
@@ -40,13 +41,23 @@ def _run(
 ) -> dict[str, Any]:
     params = {**(settings.get("search_space") or {}), **(settings.get("params") or {})}
     fixed, dims = split_arguments(sweeper, arguments, params)
-    directions = st.directions(settings.get("direction"))
     # One composed trial config (every searched key at an example value): composition
     # errors and a metric the run cannot log stop here, before any trial.
     example = sweeper.hydra_context.config_loader.load_sweep_config(
         cfg, [*fixed, *(_example(d) for d in dims)]
     )
-    stopping.check_metrics(example, directions)
+    # A direction left out follows each metric's name: a name the run never logs is
+    # reported first, before the direction it cannot tell.
+    given = settings.get("direction")
+    inferred = given is None or given == "auto"
+    stopping.check_metrics(example, None if inferred else st.directions(given))
+    directions = st.directions(
+        run_task.sweep_directions(
+            given,
+            stopping.metric_names(example.get("optimized_metric")),
+            run_task.task_before_data(example),
+        )
+    )
     # Lightning relaunches the command line, -m included, for every DDP rank: refused
     # here, before any study or trial exists (one error line).
     check_multirun_processes(example, launcher=str(cfg.hydra.launcher.get("_target_", "")))

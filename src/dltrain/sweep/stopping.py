@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from dltrain.config.task import task_before_data
 from dltrain.errors import ConfigError, RunError, UserError, describe, did_you_mean, find_user_error
 from dltrain.module import logged
 
@@ -99,16 +100,17 @@ def metric_names(value: Any) -> list[str]:
     return [str(value)]
 
 
-def check_metrics(job: DictConfig, directions: Sequence[str]) -> None:
-    """Before the first trial: as many metrics as directions, and, for the built-in
-    module, names it logs (``dltrain.module.logged``)."""
+def check_metrics(job: DictConfig, directions: Sequence[str] | None) -> None:
+    """Before the first trial: as many metrics as directions (``None``: directions not
+    given, one will follow each name), and, for the built-in module, names it logs
+    (``dltrain.module.logged``)."""
     names = metric_names(job.get("optimized_metric"))
     if not names:
         raise ConfigError(
             "a sweep needs optimized_metric, the value it optimizes",
             "set optimized_metric=val/acc_best (or another logged metric)",
         )
-    if len(names) != len(directions):
+    if directions is not None and len(names) != len(directions):
         raise ConfigError(
             f"optimized_metric has {len(names)} name(s) but hydra.sweeper.direction has "
             f"{len(directions)}",
@@ -122,13 +124,8 @@ def check_metrics(job: DictConfig, directions: Sequence[str]) -> None:
         logged.REGRESSOR,
     ):
         return  # the user's own module: its metrics are known only once it runs
-    task = job.get("task")
-    data = job.get("data")
-    if (
-        task is None
-        and data is not None
-        and str(data.get("_target_", "")).endswith("TabularDataModule")
-    ):
+    task = task_before_data(job)
+    if task is None:
         return  # a table's task (and so its metrics) is known once the table is read
     extra = job.get("metrics")
     extra = OmegaConf.to_container(extra, resolve=True) if OmegaConf.is_dict(extra) else None

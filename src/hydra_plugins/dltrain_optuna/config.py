@@ -27,7 +27,9 @@ class DltrainOptunaSweeperConf:
     study_name: Optional[str] = None  # noqa: UP045
     # maximize | minimize the value the task returns (cfg.optimized_metric), or a list
     # (one per name when optimized_metric is a list: a multi-objective study).
-    direction: Any = "maximize"
+    # null: from each metric's name (dltrain.config.task.metric_mode): minimize a loss
+    # or error (loss, rmse, mae), maximize a score (acc, auroc, f1_macro, r2).
+    direction: Any = None
     # Total trials of the study, counted across reruns and concurrent processes.
     n_trials: int = 20
     # Trials launched at once (in parallel with a parallel launcher, e.g. joblib).
