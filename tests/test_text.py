@@ -318,7 +318,7 @@ def test_shipped_minilm_fine_tunes_and_predicts_text(tmp_path: Path) -> None:
 
     from dltrain import hub
     from dltrain.checkpointing.checkpoint_io import load_checkpoint
-    from dltrain.commands.predict import rebuild_net
+    from dltrain.checkpointing.run_record import rebuild_net
 
     write_polarity(tmp_path / "data" / "rt-polarity", n=20)
     results = train(

@@ -8,10 +8,16 @@ LightningModule (``module=...``) as much as the built-in Classifier.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from dltrain.errors import DataError
 
 CONFIG_KEY = "dltrain_config"
 DATA_KEY = "dltrain_data"
@@ -41,3 +47,20 @@ class RecordRunInCheckpoint(Callback):
                 "std": datamodule.std.cpu().tolist(),
                 "classes": [str(c) for c in getattr(datamodule, "classes", None) or []],
             }
+
+
+def rebuild_net(checkpoint: dict[str, Any], ckpt_path: Path) -> tuple[nn.Module, DictConfig]:
+    """The net from the stored config, with the checkpoint's weights, in eval mode; and
+    that config."""
+    stored = checkpoint.get(CONFIG_KEY)
+    if not stored:
+        raise DataError(
+            f"{ckpt_path} has no dl-train config inside",
+            "use checkpoints written by dl-train (they carry their config)",
+        )
+    run_cfg = OmegaConf.create(stored)
+    net = instantiate(run_cfg.model)
+    # The Classifier holds the net as `net`; its other entries are metric states.
+    weights = {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(weights)
+    return net.eval(), run_cfg

@@ -24,6 +24,7 @@ from dltrain.errors import ConfigError
 from dltrain.module import metrics as scoring
 from dltrain.records import plotting
 from dltrain.records.history import write_history
+from dltrain.tracking.hparams import flat_config
 from dltrain.trees.boosters import Booster, device_is_gpu, kind_of
 
 #: Library metric -> the runner's metric suffix in the per-round history.
@@ -217,9 +218,8 @@ def evaluate(run_cfg: DictConfig, checkpoint: dict[str, Any], fitted: dict) -> d
 
 
 def _flat(cfg: DictConfig) -> dict[str, Any]:
-    from dltrain.commands.train import _flat_config
 
-    return _flat_config(cfg)
+    return flat_config(cfg)
 
 
 def _choice(cfg: DictConfig) -> str:

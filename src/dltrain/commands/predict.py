@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 from torch import Tensor, nn
 
 from dltrain.checkpointing.checkpoint_io import load_checkpoint
+from dltrain.checkpointing.run_record import rebuild_net
 from dltrain.commands import predict_rows, predict_text
 from dltrain.data.augment import center_crop
 from dltrain.data.image_decode import decode_image
@@ -82,23 +82,6 @@ def predict_images(
     files = find_images(cfg.inputs)
     probs = predict(net, files, shape, stats, int(cfg.batch_size), stored)
     return [str(f) for f in files], probs
-
-
-def rebuild_net(checkpoint: dict[str, Any], ckpt_path: Path) -> tuple[nn.Module, DictConfig]:
-    """The net from the stored config, with the checkpoint's weights, in eval mode; and
-    that config."""
-    stored = checkpoint.get("dltrain_config")
-    if not stored:
-        raise DataError(
-            f"{ckpt_path} has no dl-train config inside",
-            "use checkpoints written by dl-train (they carry their config)",
-        )
-    run_cfg = OmegaConf.create(stored)
-    net = instantiate(run_cfg.model)
-    # The Classifier holds the net as `net`; its other entries are metric states.
-    weights = {k[4:]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(weights)
-    return net.eval(), run_cfg
 
 
 def input_stats(checkpoint: dict[str, Any], ckpt_path: Path) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def _predict(checkpoint: dict[str, Any], x: np.ndarray, batch: int) -> np.ndarra
         from dltrain.commands import boosted
 
         return boosted.load(run_cfg, checkpoint).predict(x)
-    from dltrain.commands.predict import rebuild_net
+    from dltrain.checkpointing.run_record import rebuild_net
 
     net = rebuild_net(checkpoint, Path("checkpoint"))[0]
     regression = run_cfg.get("task") == "regression"

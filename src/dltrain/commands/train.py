@@ -25,7 +25,7 @@ from dltrain.runtime.process import (
     process_settings,
     quiet_known_warnings,
 )
-from dltrain.tracking.redact import redact
+from dltrain.tracking.hparams import flat_config
 from dltrain.trees.boosters import is_booster
 
 
@@ -86,7 +86,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     ]
     trainer = build.trainer(cfg, callbacks, loggers, net=getattr(module, "net", module))
     for logger in loggers:
-        logger.log_hyperparams(_flat_config(cfg))
+        logger.log_hyperparams(flat_config(cfg))
 
     metrics: dict[str, float] = {}
     fit_s = 0.0
@@ -129,25 +129,6 @@ def _best_checkpoint(trainer: Any) -> str | None:
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
-
-
-def _flat_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config flattened to ``a/b/c`` keys, as loggers expect hparams."""
-    from omegaconf import OmegaConf
-
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}/")
-        else:
-            out[prefix.rstrip("/")] = (
-                node if isinstance(node, (int, float, str, bool)) else str(node)
-            )
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return redact(out)  # no API keys from the environment in logged hyperparameters
 
 
 def _optimized(cfg: DictConfig, metrics: dict[str, float]) -> float | list[float] | None:
