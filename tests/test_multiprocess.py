@@ -161,6 +161,13 @@ def test_evaluation_shards_cover_every_sample_once_for_any_world_size() -> None:
         labels = torch.cat([b[1] for s in shards for b in s])
         assert sorted(labels[labels != PAD_LABEL].tolist()) == list(range(7)), world
         assert int((labels == PAD_LABEL).sum()) == -(-7 // world) * world - 7
+    # Float (regression) targets: -100.0 is a real value there, padding is NaN.
+    targets = torch.tensor([-100.0, 0.5, 1.5, 2.5, 3.5])
+    shards = [list(TensorBatches(x[:5], targets, 2, shuffle=False, rank=r, world_size=3,
+                                 pad=True)) for r in range(3)]  # fmt: skip
+    values = torch.cat([b[1] for s in shards for b in s])
+    assert sorted(values[~values.isnan()].tolist()) == targets.tolist()
+    assert int(values.isnan().sum()) == 1
     # Training shards stay equal by dropping the tail (each epoch a different one).
     train = TensorBatches(x, y, 2, shuffle=True, rank=1, world_size=2)
     assert sum(len(b[1]) for b in train) == 3

@@ -161,11 +161,11 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
 
 
 def test_regression_net_through_train_eval_and_predict(tmp_path: Path) -> None:
-    write_table(tmp_path / "t.csv", n=600)
+    write_table(tmp_path / "t.csv", n=615)  # 123 test rows, 49 validation rows: odd
     data = ["data=tabular", "data.path=t.csv", "data.target=y"]
     out = run_cli([*data, "model=mlp", "trainer.max_epochs=12", "optimizer.lr=0.01"], tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "task: regression (inferred: target 'y' has 600 distinct numbers; " in out.stdout
+    assert "task: regression (inferred: target 'y' has 615 distinct numbers; " in out.stdout
     run_dir = run_dir_of(tmp_path)
     metrics = results_of(run_dir)["metrics"]
     for stage in ("train", "val", "test"):
@@ -180,6 +180,15 @@ def test_regression_net_through_train_eval_and_predict(tmp_path: Path) -> None:
     again = results_of(run_dir_of(tmp_path, "eval"))["metrics"]
     for key in ("test/rmse", "test/r2", "val/rmse"):
         assert again[key] == pytest.approx(metrics[key], rel=1e-5)
+    # Two processes: the odd test and validation splits shard unevenly, the short shard is
+    # padded (NaN targets) and the Regressor drops the padding: the same metrics exactly.
+    ddp_dir = tmp_path / "eval_ddp"
+    out = run_cli([f"ckpt_path={ckpt}", "trainer=ddp_cpu", f"hydra.run.dir={ddp_dir}"],
+                  tmp_path, cmd="dl-eval")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    ddp = results_of(ddp_dir)["metrics"]
+    for key in ("test/rmse", "test/r2", "test/mae", "test/loss", "val/rmse", "val/r2"):
+        assert ddp[key] == pytest.approx(again[key], abs=1e-6), key
 
     rows = pd.DataFrame(
         {"a": [0.5, np.nan, 1.0], "b": [2.0, 4.0, 6.0], "color": ["red", "blue", "purple"],

@@ -8,7 +8,9 @@ Lightning saves and restores the position inside an epoch with the checkpoint.
 
 Evaluation sees every sample exactly once for any world size: the shards are padded to
 equal length (every rank runs the same number of batches, so collectives stay paired)
-and padding samples carry the label ``PAD_LABEL``, which the loss and metrics ignore.
+and padding samples carry the label ``PAD_LABEL`` (a class index) or ``PAD_TARGET`` (a
+float regression target: NaN, never a real target since tables refuse missing targets),
+which the loss and metrics ignore.
 Training drops the ``N mod world_size`` tail instead, as ``DistributedSampler`` does.
 """
 
@@ -23,6 +25,9 @@ from torch import Tensor
 #: Label of the padding samples of evaluation shards: ``F.cross_entropy``'s default
 #: ``ignore_index``, also given to the metrics (``module/classifier.py``).
 PAD_LABEL = -100
+#: Target of the padding samples when targets are floats (regression): -100 is a
+#: possible value there, NaN is not (``module/regressor.py`` drops NaN targets).
+PAD_TARGET = float("nan")
 
 
 class TensorBatches:
@@ -106,10 +111,11 @@ class TensorBatches:
         return self.x.index_select(0, idx), self.y.index_select(0, idx)
 
     def _take_padded(self, idx: Tensor) -> tuple[Any, Tensor]:
-        """A batch whose padding slots (index -1) repeat sample 0 with label ``PAD_LABEL``."""
+        """A batch whose padding slots (index -1) repeat sample 0 with label ``PAD_LABEL``
+        (``PAD_TARGET`` for float targets)."""
         fill = idx < 0
         x, y = self._take(idx.clamp_min(0))
-        return x, y.masked_fill(fill, PAD_LABEL)
+        return x, y.masked_fill(fill, PAD_TARGET if y.is_floating_point() else PAD_LABEL)
 
     # Lightning calls these for "stateful" loaders when saving/loading checkpoints.
     def state_dict(self) -> dict[str, int]:

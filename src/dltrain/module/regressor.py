@@ -57,7 +57,9 @@ class Regressor(RunModule):
 
     def _step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         x, y = batch
-        pred = self.net(x).reshape(-1).float()
+        return self._loss(self.net(x).reshape(-1).float(), y)
+
+    def _loss(self, pred: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if self.loss_name == "huber":
             loss = F.huber_loss(pred, y, delta=self.huber_delta)
         else:
@@ -96,7 +98,15 @@ class Regressor(RunModule):
 
     # ---- validate and test -------------------------------------------------------------
     def _update(self, stage: str, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        loss, pred, y = self._step(batch)
+        """Feed the stage's metrics one batch, without its padding rows: under DDP the
+        evaluation shards are padded to equal length with NaN targets
+        (``data/batches.py``), so every sample counts once for any world size."""
+        x, y = batch
+        real = ~y.isnan()
+        pred, y = self.net(x).reshape(-1).float()[real], y[real]
+        if not len(y):  # a batch of padding only
+            return pred, y
+        loss, pred, y = self._loss(pred, y)
         pred, y = self.unscale(pred), self.unscale(y)
         getattr(self, f"{stage}_loss").update(loss, weight=len(y))
         for name in ("rmse", "mae", "r2"):
