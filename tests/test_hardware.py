@@ -11,12 +11,18 @@ import torch
 from torch import Tensor
 
 from dltrain.module.classifier import Classifier
+from dltrain.module.regressor import Regressor
 from dltrain.nets.mlp import MLP
 
 
 def _classifier() -> Classifier:
     net = MLP(in_shape=[1, 4, 4], num_classes=3, hidden=[8])
     return Classifier(net=net, num_classes=3, optimizer=partial(torch.optim.SGD, lr=0.1))
+
+
+def _regressor() -> Regressor:
+    net = MLP(in_shape=[1, 4, 4], num_classes=1, hidden=[8])
+    return Regressor(net=net, optimizer=partial(torch.optim.SGD, lr=0.1))
 
 
 def _tensors(module: torch.nn.Module) -> dict[str, Tensor]:
@@ -34,10 +40,12 @@ def _tensors(module: torch.nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def test_state_restored_mid_epoch_follows_the_module_to_its_device() -> None:
+@pytest.mark.parametrize("make", [_classifier, _regressor])
+def test_state_restored_mid_epoch_follows_the_module_to_its_device(make) -> None:
     # Lightning restores a checkpoint, then moves the module to its device
-    # (strategy.setup): whatever the restore put on the module must move with it.
-    module = _classifier()
+    # (strategy.setup): whatever the restore put on the module must move with it
+    # (both built-in modules: module/base.py).
+    module = make()
     module.on_load_checkpoint({"dltrain_train_sums": [torch.tensor([3.5, 2.0]), 4]})
     module.to("meta")
     tensors = _tensors(module)

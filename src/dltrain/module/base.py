@@ -1,7 +1,9 @@
-"""The Regressor's base: optimizers and schedulers from config factories, timing of the
-training epochs, and a per-epoch training sum kept on the device (as the Classifier
-does them; the Classifier keeps its own, tuned for DDP and the per-step benchmarks).
-Hyperparameters are plain values, so checkpoints open with ``weights_only=True``.
+"""The built-in modules' base (Classifier, Regressor): optimizers and schedulers from
+config factories, gradient clipping that works under FSDP, timing of the training
+epochs, and per-epoch training sums kept on the device and in mid-epoch checkpoints.
+Nothing here runs per training step but ``__setattr__`` (see there): each subclass's
+``training_step`` is its own. Hyperparameters are plain values, so checkpoints open
+with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class RunModule(pl.LightningModule):
         # or checkpoint writes): results.json's train_s, the per-step cost benchmarks use.
         self.train_seconds = 0.0
         self._epoch_started: float | None = None
+        # The training epoch's running sums (``train_sums_size``) and sample count;
+        # follow the module's device (``_apply``).
+        self._train_sums: Tensor | None = None
+        self._train_count = 0
 
     def __setattr__(self, name: str, value: Any) -> None:
         """A plain value (string, number, None) for an existing plain attribute skips
@@ -67,6 +73,17 @@ class RunModule(pl.LightningModule):
         else:
             super().__setattr__(name, value)
 
+    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> RunModule:
+        """``.to()``/``.cuda()`` move the epoch's running sums with the module. Why: they are
+        a plain tensor, not a buffer (DDP would overwrite every rank's buffers with rank
+        0's at each forward), and a mid-epoch resume restores them before Lightning moves
+        the module to its device. Only the device changes: fp32 sums stay fp32."""
+        super()._apply(fn, recurse)
+        if self._train_sums is not None:
+            device = fn(torch.empty(0, device=self._train_sums.device)).device
+            self._train_sums = self._train_sums.to(device)
+        return self
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
@@ -74,9 +91,11 @@ class RunModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning skips on_train_epoch_start when it resumes inside an epoch: continue
         # that epoch's sums (an epoch-end checkpoint's are reset at the next epoch start).
+        # Kept where the checkpoint was loaded (CPU): Lightning moves the module, and with
+        # it these sums (``_apply``), to its device only after restoring.
         stored = checkpoint.get("dltrain_train_sums")
         if stored is not None:
-            self._train_sums, self._train_count = stored[0].to(self.device), int(stored[1])
+            self._train_sums, self._train_count = stored[0].float(), int(stored[1])
             self._epoch_started = time.monotonic()
 
     def on_train_epoch_start(self) -> None:
@@ -115,6 +134,23 @@ class RunModule(pl.LightningModule):
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Under FSDP each rank holds a shard of the gradients, so their norm is FSDP's
+        to compute (``FullyShardedDataParallel.clip_grad_norm_``, over all shards);
+        Lightning refuses norm clipping there. Elsewhere Lightning's own clipping."""
+        model = self.trainer.strategy.model
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            clip = getattr(model, "clip_grad_norm_", None)  # only FSDP's root has it
+            if clip is not None:
+                clip(gradient_clip_val)
+                return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         factory = self.scheduler_factory
         target = getattr(factory, "func", factory)
@@ -128,5 +164,8 @@ class RunModule(pl.LightningModule):
     # ---- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The run's config and data statistics are stored by a callback (run_record.py).
-        if getattr(self, "_train_sums", None) is not None:  # the epoch's sums so far
-            checkpoint["dltrain_train_sums"] = [self._train_sums.cpu(), self._train_count]
+        if self._train_sums is not None and self._trainer is not None:  # the epoch's sums
+            # The mean over ranks (every rank calls this hook; shards are equal), so a
+            # resumed DDP run's epoch metrics are the uninterrupted run's.
+            sums = self.trainer.strategy.reduce(self._train_sums.clone(), reduce_op="mean")
+            checkpoint["dltrain_train_sums"] = [sums.cpu(), self._train_count]
