@@ -283,10 +283,8 @@ def run_once(work: Workload, log_dir: Path, seed: int) -> dict[str, Any]:
         run["train_s"] = record.get("train_s")
         steps = record.get("steps")
         run["precision"] = record.get("precision")
-        if record.get("train_samples_per_s") and run["train_s"]:  # samples / epoch time
-            # A whole number of samples: the product of two rounded figures is not one.
-            samples = round(record["train_samples_per_s"] * record["fit_s"])
-            run["images_per_s"] = round(samples / run["train_s"], 1)
+        if record.get("train_samples") and run["train_s"]:  # samples / epoch time
+            run["images_per_s"] = round(record["train_samples"] / run["train_s"], 1)
     elif work.result == "decode_line":  # "decoded N images in X s (R images/s, ...)"
         # The rate, not N / X: X is printed to 0.1 s, too coarse for a sub-second pass.
         found = re.search(r"decoded [\d,]+ images in [\d.]+ s \(([\d,]+) images/s", stderr)

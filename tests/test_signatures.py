@@ -87,6 +87,7 @@ def _options() -> list[list[str]]:
 
 REQUIRED = {  # values the user must give (??? in the YAML), and text data's tokenizer
     "data=image_folder": ["data.root=/nowhere", "data.num_classes=3"],
+    "data=tabular": ["data.path=/nowhere.csv", "data.target=y"],
     "experiment=finetune_resnet_folder": ["data.root=/nowhere", "data.num_classes=3"],
     "data=hf_dataset": ["model=textcnn"],
     "data=text_files": ["model=textcnn"],

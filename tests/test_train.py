@@ -49,6 +49,8 @@ def test_each_model_trains_and_records(tmp_path: Path, model: str, logger: str) 
     assert value == metrics["val/acc_best"]
     assert results["epochs"] == 2 and results["steps"] > 0
     assert results["train_samples_per_s"] > 0
+    # Every epoch saw the same training split: a whole, equal number of samples each.
+    assert results["train_samples"] > 0 and results["train_samples"] % 2 == 0
     # Time inside the training epochs: part of fit_s (which adds setup and validation).
     assert 0 < results["train_s"] < results["fit_s"]
     assert {"python", "torch", "lightning"} <= set(results["versions"])

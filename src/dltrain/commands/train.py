@@ -111,6 +111,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         "steps": trainer.global_step,
         "fit_s": round(fit_s, 3),
         "train_s": round(getattr(module, "train_seconds", fit_s), 3),
+        "train_samples": samples or None,
         "train_samples_per_s": round(samples / fit_s, 1) if fit_s > 0 and samples else None,
         "best_checkpoint": _best_checkpoint(trainer),
         "seed": cfg.seed,

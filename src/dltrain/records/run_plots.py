@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 from lightning.pytorch.callbacks import Callback
 from torchmetrics.classification import MulticlassConfusionMatrix
 
@@ -142,8 +143,12 @@ class RunPlots(Callback):
             real = target != PAD_LABEL  # no padding samples
             if kept["probs"]:
                 probs = torch.cat(kept["probs"]).numpy()[real]
-                path = plotting.roc_curves(probs, target[real], self.plot_dir / "roc.png", names)
-                log.info("wrote %s", path)
+                if np.isfinite(probs).all():
+                    roc = self.plot_dir / "roc.png"
+                    path = plotting.roc_curves(probs, target[real], roc, names)
+                    log.info("wrote %s", path)
+                else:  # a diverged run (e.g. nan_policy=skip kept it going): nothing to rank
+                    log.warning("roc.png not drawn: the test probabilities are not all finite")
             if kept["values"]:
                 label = getattr(trainer.datamodule, "target_label", "target")
                 path = plotting.regression(
