@@ -52,6 +52,11 @@ def task_before_data(cfg: DictConfig) -> str | None:
     return "classification"
 
 
+def direction_given(direction: Any) -> bool:
+    """Whether ``hydra.sweeper.direction`` was set; null and ``auto`` mean "infer it"."""
+    return direction is not None and direction != "auto"
+
+
 def sweep_directions(direction: Any, metrics: list[str], task: str | None) -> Any:
     """``hydra.sweeper.direction`` as given (a name or a list); not given (null or
     ``auto``): one per optimised metric, from its name as the run will return it
@@ -59,7 +64,7 @@ def sweep_directions(direction: Any, metrics: list[str], task: str | None) -> An
 
     Raises ``ConfigError`` when the name does not tell (a metric of the user's own
     module, or a classification default on a table whose task is still unknown)."""
-    if direction is not None and direction != "auto":
+    if direction_given(direction):
         return direction
     out = []
     for name in metrics:

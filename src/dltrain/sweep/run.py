@@ -49,8 +49,8 @@ def _run(
     # A direction left out follows each metric's name: a name the run never logs is
     # reported first, before the direction it cannot tell.
     given = settings.get("direction")
-    inferred = given is None or given == "auto"
-    stopping.check_metrics(example, None if inferred else st.directions(given))
+    given_directions = st.directions(given) if run_task.direction_given(given) else None
+    stopping.check_metrics(example, given_directions)
     directions = st.directions(
         run_task.sweep_directions(
             given,
