@@ -6,9 +6,12 @@ only appends its (detached) loss to a Python list; the list is checked with one
 before every checkpoint save, and names the first bad step exactly. (A flag updated on
 the device each step cost ~12 us a step: five small tensor ops.)
 A save that would write non-finite weights is refused, so ``last.ckpt`` always holds
-the last good state. ``policy="skip"`` reads the loss each step (one sync) and drops
-the optimizer step of a bad batch (gradients set to ``None``: no update, no moment
-change).
+the last good state. ``policy="skip"`` reads the losses of each optimizer step's
+batches (one sync; every micro-batch when gradients are accumulated) and drops the
+step when one is bad: gradients set to ``None`` (no update, no moment change), and the
+module's training sums put back as they were before those batches (a module with
+``train_sums_snapshot``, as the built-in ones), so the epoch's ``train/loss`` and
+``train/acc`` are the means over the batches that trained.
 
 Under DDP every decision is collective, made on values all-reduced over the ranks at
 points every rank reaches together: a NaN on one rank's shard makes the all-reduced
@@ -38,16 +41,25 @@ class NanGuard(Callback):
         self.policy = policy
         self.check_every_n_steps = max(1, int(check_every_n_steps))
         self.skipped = 0
-        self._loss: Tensor | None = None
+        self._window: list[Tensor] = []  # skip: the losses since the last optimizer step
+        self._sums_before: Any = None  # skip: the module's training sums before them
         self._unchecked: list[tuple[int, Tensor]] = []  # (global step, loss) since the last check
 
     # ---- per step ------------------------------------------------------------------------
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.policy == "skip" and not self._window:  # a new optimizer step's first batch
+            snapshot = getattr(pl_module, "train_sums_snapshot", None)
+            self._sums_before = snapshot() if snapshot is not None else None
+
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor
     ) -> None:
         loss = loss.detach()
-        self._loss = loss
-        if self.policy == "stop":
+        if self.policy == "skip":
+            self._window.append(loss)
+        else:
             self._unchecked.append((trainer.global_step, loss))
             if len(self._unchecked) >= self.check_every_n_steps:
                 self._raise_if_bad(trainer)
@@ -55,15 +67,20 @@ class NanGuard(Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
     ) -> None:
-        if self.policy != "skip" or self._loss is None:
+        if self.policy != "skip" or not self._window:
             return
-        bad = not bool(torch.isfinite(self._loss))
+        window, self._window = self._window, []
+        bad = not bool(torch.isfinite(torch.stack(window)).all())
         # True on every rank when any rank's loss is bad (a no-op in one process).
         if trainer.strategy.reduce_boolean_decision(bad, all=False):
             optimizer.zero_grad(set_to_none=True)  # params without grads are not updated
             self.skipped += 1
+            if self._sums_before is not None:  # the dropped batches leave no trace
+                pl_module.restore_train_sums(self._sums_before)
+        self._sums_before = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._window, self._sums_before = [], None  # an epoch-end tail without a step
         self._raise_if_bad(trainer)
         if self.skipped and trainer.is_global_zero:
             print(f"warning: skipped {self.skipped} batches with a NaN/inf loss", flush=True)

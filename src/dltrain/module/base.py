@@ -106,6 +106,19 @@ class RunModule(pl.LightningModule):
         self._train_count = 0
         self._epoch_started = time.monotonic()
 
+    def train_sums_snapshot(self) -> tuple[Tensor | None, int]:
+        """The epoch's training sums and sample count so far. A NaN guard that drops a
+        batch (``nan_policy=skip``) takes one before the batch and puts it back with
+        ``restore_train_sums``, so the skipped batch does not enter ``train/loss``."""
+        sums = self._train_sums.clone() if self._train_sums is not None else None
+        return sums, self._train_count
+
+    def restore_train_sums(self, snapshot: tuple[Tensor | None, int]) -> None:
+        sums, count = snapshot
+        if sums is not None and self._train_sums is not None:
+            self._train_sums.copy_(sums)
+        self._train_count = count
+
     def _end_train_timing(self) -> None:
         if self._epoch_started is not None:
             self.train_seconds += time.monotonic() - self._epoch_started

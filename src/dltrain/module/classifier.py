@@ -88,7 +88,8 @@ class Classifier(RunModule):
 
     def on_train_epoch_end(self) -> None:
         self._end_train_timing()
-        loss_sum, correct = self._train_sums / max(self._train_count, 1)
+        # No sample counted (every batch skipped by nan_policy=skip): NaN, not 0.
+        loss_sum, correct = self._train_sums / (self._train_count or float("nan"))
         # Equal shards on every rank, so the mean over ranks is the global value.
         self.log("train/loss", loss_sum, sync_dist=True)
         self.log("train/acc", correct, sync_dist=True)

@@ -88,7 +88,7 @@ class Regressor(RunModule):
 
     def on_train_epoch_end(self) -> None:
         self._end_train_timing()
-        n = max(self._train_count, 1)
+        n = self._train_count or float("nan")  # none counted (all skipped): NaN, not 0
         loss, se, ae, ys, yy = self._train_sums.double() / n
         variance = (yy - ys * ys).clamp_min(1e-12)
         self.log("train/loss", loss.float(), sync_dist=True)
