@@ -58,3 +58,36 @@ def test_a_taken_name_gets_the_next_suffix(tmp_path: Path, monkeypatch) -> None:
         "2026-01-02_03-04-05_02",
     ]
     assert sorted(claimed) == claimed and all(Path(c).is_dir() for c in claimed)
+
+
+def test_a_rejected_command_aimed_at_a_finished_run_leaves_its_record(tmp_path: Path) -> None:
+    """Before: Hydra rewrote the run's ``.hydra/config.yaml``, ``hydra.yaml`` and
+    ``overrides.yaml`` with the rejected command before the checks ran, so the record of
+    the finished run described a command that never ran. Now: byte-identical."""
+    run = tmp_path / "run"
+    base = [*TINY, "model.hidden=[8]", f"hydra.run.dir={run}"]
+    first = subprocess.run(
+        [str(BIN / "dl-train"), *base], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+    def record() -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted((run / ".hydra").iterdir())}
+
+    before = record()
+    assert set(before) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    assert b"output_subdir: .hydra" in before["hydra.yaml"]
+    rejected = {  # a key the net does not take; resume=auto with another net
+        "+model.heads=0": "error: unknown key 'model.heads' for dltrain.nets.mlp.MLP",
+        "model.hidden=[16]": "belongs to a run with another model or data (differing "
+        "keys: model.hidden)",
+    }
+    for override, line in rejected.items():
+        out = subprocess.run(
+            [str(BIN / "dl-train"), *base, override], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert out.returncode == 2, out.stderr
+        assert line in out.stderr and out.stderr.count("error:") == 1, out.stderr
+        assert record() == before, override
+    assert (run / "results.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()

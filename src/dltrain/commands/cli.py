@@ -63,13 +63,25 @@ def _run_app(app: Callable[[], object]) -> None:
         _exit_with(ex)
 
 
-def _run_task(task: Callable[[DictConfig], object], cfg: DictConfig) -> object:
+def _run_task(
+    task: Callable[[DictConfig], object],
+    cfg: DictConfig,
+    checks: Callable[[DictConfig], None] | None = None,
+) -> object:
     """Run one job. A single run reports its own errors here, before Hydra adds its
     "Error executing job" line; in a multirun errors go to the sweeper, which records
-    the failed job and carries on."""
+    the failed job and carries on. The run's ``.hydra/`` record replaces an existing
+    one only once ``checks`` pass (``run_dirs.JobRecord``)."""
     from dltrain.config.checks import is_multirun
 
+    record = run_dirs.JobRecord.capture(cfg)
     try:
+        if record is not None:
+            record.write(replace=False)  # a new run directory: recorded at once
+        if checks is not None:
+            checks(cfg)
+        if record is not None:
+            record.write(replace=True)
         return task(cfg)
     except Exception as ex:  # noqa: BLE001 - the CLI boundary
         if _show_traceback() or is_multirun():
@@ -80,16 +92,18 @@ def _run_task(task: Callable[[DictConfig], object], cfg: DictConfig) -> object:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
 def _train(cfg: DictConfig) -> float | None:
-    def task(cfg: DictConfig) -> float | None:
+    def checks(cfg: DictConfig) -> None:
         from dltrain.config.checks import validate_run
 
         validate_run(cfg)  # a bad config is rejected before torch and Lightning load
+
+    def task(cfg: DictConfig) -> float | None:
         from dltrain.commands.train import run
 
         startup.freeze_imports()
         return run(cfg)
 
-    return _run_task(task, cfg)
+    return _run_task(task, cfg, checks)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="eval", version_base="1.3")

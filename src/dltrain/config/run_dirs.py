@@ -11,18 +11,26 @@ The resolver is cached (``use_cache``), so every later look-up of ``hydra.run.di
 the same config returns the claimed folder, and Hydra copies that cache into a
 multirun's job configs (``load_sweep_config``), so its jobs share one sweep folder.
 An explicit ``hydra.run.dir=...`` (how ``resume=auto`` continues a run) bypasses it.
+
+The run's record (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``) is written
+here too, not by Hydra: see ``JobRecord``.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
+import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 RESOLVER = "unique_dir"
 STAMP = "%Y-%m-%d_%H-%M-%S"
+#: Where a run's record goes, inside its run directory (Hydra's ``output_subdir``).
+RECORD_DIR = ".hydra"
 
 
 def claim(parent: str) -> str:
@@ -44,3 +52,59 @@ def register() -> None:
     """Make ``${unique_dir:...}`` known to OmegaConf (before Hydra composes)."""
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, claim, use_cache=True)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """The three files Hydra would write into ``<run dir>/.hydra/``, held in memory until
+    the command's checks have passed.
+
+    Why not let Hydra write them: Hydra writes ``.hydra/*`` before the task starts, so a
+    command aimed at an existing run (``hydra.run.dir=<run> +model.heads=0``, or a
+    ``resume=auto`` refused because the checkpoint belongs to another model) had already
+    replaced that run's record when it was rejected. ``configs/hydra/default.yaml`` sets
+    ``output_subdir: null`` (Hydra writes nothing) and the CLI writes this record instead:
+    at once into a run directory that has none (a new run, a sweep trial: the record is
+    there even if the process is killed next), and over an existing record only once the
+    checks pass. Chosen over a backup-and-restore, which a kill between the two steps
+    defeats, and over running the checks before Hydra, which would mean composing the
+    config a second time outside Hydra. Each file is replaced atomically (temporary file,
+    rename), so a record is never half-written. The texts are taken when the job starts,
+    so they are exactly what Hydra would have written.
+    """
+
+    folder: Path
+    files: dict[str, str]
+
+    @classmethod
+    def capture(cls, cfg: DictConfig) -> JobRecord | None:
+        """This job's record; ``None`` outside a Hydra job, or when the command line set
+        ``hydra.output_subdir`` itself (Hydra then writes, or skips, as it does unasked)."""
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return None
+        hydra_cfg = HydraConfig.instance().cfg
+        if any(o.startswith("hydra.output_subdir=") for o in hydra_cfg.hydra.overrides.hydra):
+            return None
+        shown = copy.deepcopy(hydra_cfg)
+        with read_write(shown.hydra):  # record where the files are, as Hydra would
+            shown.hydra.output_subdir = RECORD_DIR
+        files = {
+            "config.yaml": OmegaConf.to_yaml(cfg),
+            "hydra.yaml": OmegaConf.to_yaml(shown),
+            "overrides.yaml": OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task),
+        }
+        return cls(Path(str(hydra_cfg.hydra.runtime.output_dir)) / RECORD_DIR, files)
+
+    def write(self, *, replace: bool) -> None:
+        """Write the record; ``replace=False``: only where the run directory has none.
+        Nothing is written once the run directory is gone (a rejected new run's
+        directory is removed, ``config/checks.py``)."""
+        if not self.folder.parent.is_dir() or (not replace and self.folder.exists()):
+            return
+        self.folder.mkdir(exist_ok=True)
+        for name, text in self.files.items():
+            tmp = self.folder / f".{name}.{os.getpid()}.tmp"
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, self.folder / name)
