@@ -193,6 +193,12 @@ CASES = [
     Case("missing-required", ["data=image_folder", "data.num_classes=3"], 2,
          "error: data.root is not set: dltrain.data.image_folder.ImageFolderDataModule needs "
          "it — add data.root=<value> to the command"),
+    Case("mandatory-value", ["data.val_fraction=???"], 2,
+         "error: data.val_fraction is not set (??? in the config) — add "
+         "data.val_fraction=<value> to the command"),
+    Case("string-bool", ["logger=wandb", "logger.wandb.group=true"], 2,
+         "error: logger.wandb.group=true is not a string or null — "
+         "set logger.wandb.group to a string or null"),
     Case("augment-range", ["augment=flip", "data.augment.cutout=-2"], 2,
          "error: data.augment.cutout=-2 is out of range: it must be >= 0 — "
          "e.g. data.augment.cutout=0"),

@@ -166,3 +166,155 @@ def test_config_types_keep_what_a_config_can_hold(annotation: str, config_type: 
     from torch import Tensor, nn  # noqa: F401
 
     assert signatures.config_type(eval(annotation)) == eval(config_type)
+
+
+# ---- configs the check must accept, and the ??? it must not ---------------------------------
+USER_CLASSES = '''
+from typing import Any, Optional
+
+import torch
+from hydra.utils import instantiate
+
+
+class Base:
+    def __init__(self, width: int, depth: int = 2):
+        self.width, self.depth = width, depth
+
+
+class Sub(Base):
+    """Forwards everything but its own argument to Base, positional ones included."""
+
+    def __init__(self, *args, extra: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.extra = extra
+
+
+class Encoder:
+    def __init__(self, in_features: int, out: int = 4):
+        self.in_features, self.out = in_features, out
+
+
+class Parent:
+    """Builds its children itself (_recursive_: false), with what only it knows."""
+
+    def __init__(self, encoder: Any, optimizer: Any):
+        self.encoder = instantiate(encoder, in_features=3)
+        self.optimizer = instantiate(optimizer, params=[torch.nn.Parameter(torch.zeros(1))])
+
+
+class Named:
+    def __init__(self, group: Optional[str] = None, tags: tuple[str, ...] = (), x: int = 1,
+                 flag: bool = False):
+        self.group, self.tags, self.x, self.flag = group, tags, x, flag
+'''
+
+
+@pytest.fixture(scope="module")
+def sigcases(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import sys
+
+    folder = tmp_path_factory.mktemp("sigcases")
+    (folder / "sigcases.py").write_text(USER_CLASSES)
+    sys.path.insert(0, str(folder))
+    yield folder
+    sys.path.remove(str(folder))
+    sys.modules.pop("sigcases", None)
+
+
+def _refusal(model: dict[str, Any]) -> str | None:
+    """The check's message for ``{"model": model}``, or None when it is accepted."""
+    try:
+        signatures.check_targets(OmegaConf.create({"model": model}))
+    except ConfigError as ex:
+        return str(ex)
+    return None
+
+
+def test_children_of_a_non_recursive_parent_may_leave_arguments_to_it(sigcases: Path) -> None:
+    """Hydra passes them unbuilt; the parent fills ``in_features`` and ``params`` itself."""
+    from hydra.utils import instantiate
+
+    model = {
+        "_target_": "sigcases.Parent",
+        "_recursive_": False,
+        "encoder": {"_target_": "sigcases.Encoder", "out": 5},
+        "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1},
+    }
+    assert _refusal(model) is None
+    built = instantiate(model)
+    assert (built.encoder.in_features, built.encoder.out) == (3, 5)
+    assert built.optimizer.defaults["lr"] == 0.1
+    # A ??? there is the parent's to fill (instantiate(node, x=...) merges over it).
+    assert _refusal({**model, "encoder": {**model["encoder"], "in_features": "???"}}) is None
+    # Their keys and values are still checked.
+    assert _refusal({**model, "encoder": {"_target_": "sigcases.Encoder", "out": "five"}}) == (
+        "model.encoder.out='five' is not an integer — e.g. model.encoder.out=4"
+    )
+    assert _refusal({**model, "encoder": {"_target_": "sigcases.Encoder", "outt": 5}}) == (
+        "unknown key 'model.encoder.outt' for sigcases.Encoder (did you mean 'out'?) — "
+        "remove it; known keys: in_features, out"
+    )
+    # Without _recursive_: false Hydra builds the child first, and it lacks in_features.
+    assert _refusal({**model, "_recursive_": True}) == (
+        "model.encoder.in_features is not set: sigcases.Encoder needs it — add "
+        "+model.encoder.in_features=<value> to the command"
+    )
+
+
+def test_arguments_forwarded_with_args_and_kwargs_reach_the_base_class(sigcases: Path) -> None:
+    """``super().__init__(*args, **kwargs)``: the base's first parameter is still the
+    config's to set; a key neither class takes is refused, with both classes' keys."""
+    from hydra.utils import instantiate
+
+    model = {"_target_": "sigcases.Sub", "width": 8, "extra": 2.0}
+    assert _refusal(model) is None
+    assert instantiate(model).width == 8
+    assert _refusal({**model, "widht": 3}) == (
+        "unknown key 'model.widht' for sigcases.Sub (did you mean 'width'?) — remove it; "
+        "known keys: extra, width, depth"
+    )
+    assert _refusal({"_target_": "sigcases.Sub", "depth": 3}) == (
+        "model.width is not set: sigcases.Sub needs it — add +model.width=<value> to the command"
+    )
+    assert _refusal({"_target_": "sigcases.Sub", "_args_": [8]}) is None  # given positionally
+
+
+def test_a_number_given_for_a_string_becomes_that_text(sigcases: Path) -> None:
+    """``logger.wandb.group=2024`` is an int to Hydra's parser: the check accepts it for a
+    ``str`` parameter and writes the text into the config (as OmegaConf does for a str
+    field), so the class gets the string it declared (W&B refuses an int group)."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["logger=wandb", "logger.wandb.group=2024"])
+    signatures.check(cfg)
+    assert cfg.logger.wandb.group == "2024"
+
+    node = OmegaConf.create({"_target_": "sigcases.Named", "group": 1.5, "tags": [2024, "b"]})
+    signatures.check_node(node, "model")
+    assert OmegaConf.to_container(node) == {
+        "_target_": "sigcases.Named", "group": "1.5", "tags": ["2024", "b"],
+    }  # fmt: skip
+    # Other types stay strict: a bool is no string, a text no bool or integer.
+    for key, value, words in [("group", True, "a string or null"), ("flag", "maybe", "true/false"),
+                              ("x", "7", "an integer")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=f"^model.{key}=.* is not {words} — "):
+            signatures.check_node(OmegaConf.create({"_target_": "sigcases.Named", key: value}),
+                                  "model")  # fmt: skip
+
+
+def test_a_mandatory_value_is_refused_even_where_the_class_has_a_default(sigcases: Path) -> None:
+    """Hydra fails on ``???`` when it builds the node (or, in a ``_partial_`` node, drops
+    it and the default is used silently): the check names the key and how to set it."""
+    message = "model.x is not set (??? in the config) — add model.x=<value> to the command"
+    assert _refusal({"_target_": "sigcases.Named", "x": "???"}) == message
+    assert _refusal({"_target_": "sigcases.Named", "_partial_": True, "x": "???"}) == message
+    # A required argument of a _partial_ node may be left to the call.
+    partial = {"_target_": "sigcases.Encoder", "_partial_": True, "in_features": "???"}
+    assert _refusal(partial) is None
+    # ??? reached through an interpolation names the key to set.
+    sub = {"_target_": "sigcases.Sub", "width": "${width}"}
+    cfg = OmegaConf.create({"width": "???", "model": sub})
+    with pytest.raises(ConfigError) as info:
+        signatures.check_targets(cfg)
+    assert str(info.value) == (
+        "width is not set: sigcases.Sub needs it — add width=<value> to the command"
+    )

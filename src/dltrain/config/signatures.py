@@ -7,6 +7,14 @@ defaults and type annotations. pydantic validates each value against the annotat
 words the first failure as one ``error:`` line. Nothing here copies a signature: a new
 Trainer argument, a user's own net or a new built-in class is checked the day it exists.
 
+What the config may leave unset follows how Hydra builds the node: a ``_partial_`` node
+leaves its required arguments to the call, a node under a ``_recursive_: false`` parent
+is built by that parent (``instantiate(node, x=...)``) and may leave any, and ``???`` is
+refused wherever Hydra would fail on it, or silently drop it for the class's default.
+Strict types have one exception: a number given for a ``str`` parameter
+(``logger.wandb.group=2024``, an int to Hydra's parser) is accepted and written into the
+config as its text, as OmegaConf does for a ``str`` field.
+
 Value ranges travel with the annotation: the built-in classes write them into their
 signatures (``heads: Annotated[int, Ge(1)]``); third-party classes (torch's optimizers,
 Lightning's Trainer) get theirs from ``limits.py``.
@@ -44,15 +52,25 @@ HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 #: Top-level groups in the order their targets are checked (cheapest import first);
 #: other groups follow in config order.
 ORDER = ("model", "optimizer", "scheduler", "data", "trainer", "callbacks", "logger")
-#: An unset mandatory value (``???``) as ``to_container(throw_on_missing=False)`` leaves it.
-MISSING = "???"
 
 
-class _Unknown:
-    """A value that could not be resolved here (``${hydra:...}`` outside a Hydra run)."""
+class _Sentinel:
+    """A value that is not one: unresolvable here, or unset (``???``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
 
 
-UNKNOWN = _Unknown()
+#: A value that could not be resolved here (``${hydra:...}`` outside a Hydra run).
+UNKNOWN = _Sentinel("UNKNOWN")
+#: A mandatory value left unset: ``???`` itself, or an interpolation that reaches one.
+MISSING, MISSING_VIA = _Sentinel("???"), _Sentinel("${...}=???")
+ABSENT = inspect.Parameter.empty
+#: The default of a base-class parameter that a ``super().__init__(*xs)`` may fill.
+FORWARDED = _Sentinel("FORWARDED")
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,17 @@ class Param:
 class Signature:
     params: dict[str, Param]
     open: bool  # takes **kwargs that could not be followed: unknown keys are allowed
+
+
+@dataclass(frozen=True)
+class Build:
+    """How Hydra builds a node, which decides what its config may leave unset."""
+
+    partial: bool = False  # _partial_: true: required arguments (and their ???) go to the call
+    positional: bool = False  # _args_: a required argument may be given positionally
+    deferred: bool = False  # under _recursive_: false: its parent builds it, with its own args
+    given: Collection[str] = ()  # arguments the runner passes itself
+    top_level: bool = False  # the run options: a declared key may be absent
 
 
 # ---- walking the config ------------------------------------------------------------------
@@ -84,32 +113,35 @@ def check_declared(cfg: DictConfig) -> None:
         node = cfg if not path else cfg.get(path)
         if OmegaConf.is_dict(node):
             sig = _signature(declared, "")
-            check_values(node, sig, path, declared.__name__, top_level=not path)
+            check_values(node, sig, path, declared.__name__, Build(top_level=not path))
 
 
 def check_targets(
     cfg: DictConfig, groups: Collection[str] | None = None, skip: Collection[str] = ()
 ) -> None:
     """Every ``_target_`` node under the top-level ``groups`` (all when None) but ``skip``."""
-    for path, node in target_nodes(cfg):
+    for path, node, deferred in target_nodes(cfg):
         group = path.split(".", 1)[0]
         if (groups is None or group in groups) and group not in skip:
             # What the runner adds or drops (config/targets.py): the module gets the net
             # and optimizer; a data module need not take the keys describing its data.
             extra = targets.DATA_DESCRIPTIVE if path == "data" else ()
             given = targets.MODULE_GIVEN if path == "module" else ()
-            check_node(node, path, extra, given)
+            check_node(node, path, extra, given, deferred)
 
 
-def target_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
-    """``(dotted path, node)`` of every node with a ``_target_``, in ``ORDER``."""
+def target_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig, bool]]:
+    """``(dotted path, node, deferred)`` of every node with a ``_target_``, in ``ORDER``;
+    ``deferred``: a ``_recursive_: false`` node above it builds it (see ``Build``)."""
     rank = {g: i for i, g in enumerate(ORDER)}
     groups = sorted(cfg.keys(), key=lambda g: rank.get(str(g), len(ORDER)))
     for group in groups:
         yield from _walk(cfg, str(group))
 
 
-def _walk(parent: Any, key: str | int, prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
+def _walk(
+    parent: Any, key: str | int, prefix: str = "", deferred: bool = False
+) -> Iterator[tuple[str, DictConfig, bool]]:
     try:
         node = parent._get_node(key)
     except Exception:  # noqa: BLE001 - a key that cannot be read is left to Hydra
@@ -117,25 +149,31 @@ def _walk(parent: Any, key: str | int, prefix: str = "") -> Iterator[tuple[str, 
     path = f"{prefix}{key}"
     if OmegaConf.is_dict(node):
         if "_target_" in node:
-            yield path, node
+            yield path, node, deferred
+            deferred = deferred or node.get("_recursive_", True) is False
         for k in node.keys():
-            yield from _walk(node, str(k), f"{path}.")
+            yield from _walk(node, str(k), f"{path}.", deferred)
     elif OmegaConf.is_list(node):
         for i in range(len(node)):
-            yield from _walk(node, i, f"{path}.")
+            yield from _walk(node, i, f"{path}.", deferred)
 
 
 def check_node(
-    node: DictConfig, path: str, extra: Collection[str] = (), given: Collection[str] = ()
+    node: DictConfig,
+    path: str,
+    extra: Collection[str] = (),
+    given: Collection[str] = (),
+    deferred: bool = False,
 ) -> None:
     """Check one ``_target_`` node (``path``: its dotted place in the config). ``extra``:
-    keys allowed besides the arguments; ``given``: arguments the runner passes itself."""
+    keys allowed besides the arguments; ``given``: arguments the runner passes itself;
+    ``deferred``: the node's builder is a ``_recursive_: false`` parent."""
     target = str(node["_target_"])
     sig = signature_of(target)
     if sig is None:
         return  # no readable signature (a builtin such as datetime.timedelta)
-    partial = bool(node.get("_partial_", False)) or "_args_" in node
-    check_values(node, sig, path, target, partial=partial, extra=extra, given=given)
+    how = Build(node.get("_partial_", False) is True, "_args_" in node, deferred, given)
+    check_values(node, sig, path, target, how, extra=extra)
 
 
 def check_values(
@@ -143,17 +181,16 @@ def check_values(
     sig: Signature,
     path: str,
     owner: str,
-    partial: bool = False,
-    top_level: bool = False,
+    how: Build = Build(),
     extra: Collection[str] = (),
-    given: Collection[str] = (),
 ) -> None:
-    """Unknown keys, unset required arguments, then each value against its annotation.
-    At the ``top_level`` only the declared keys are looked at (the rest are groups)."""
+    """Unknown keys, unset arguments, then each value against its annotation (a number
+    for a ``str`` is written back as its text). At the top level (``how.top_level``) only
+    the declared keys are looked at (the rest are groups)."""
     prefix = f"{path}." if path else ""
     keys = [str(k) for k in node.keys() if str(k) not in HYDRA_KEYS]
     keys = [k for k in keys if k not in extra or k in sig.params]
-    if top_level:
+    if how.top_level:
         keys = [k for k in keys if k in sig.params]
     values = {k: _value(node, k) for k in keys}
     for key in values:
@@ -163,19 +200,34 @@ def check_values(
                 f"remove it; known keys: {', '.join(sig.params)}",
             )
     for name, param in sig.params.items():
-        value = values.get(name, inspect.Parameter.empty)
-        if value is inspect.Parameter.empty or value == MISSING:
-            required = param.default is inspect.Parameter.empty and not partial
-            required = required and name not in given
-            if required and (not top_level or value == MISSING):
-                raise _missing(f"{prefix}{name}", owner, in_config=name in values)
-            continue
-        if value is UNKNOWN or _holds_target(value):
-            continue  # a nested _target_ is checked as its own node
-        check_value(_source(node, name, f"{prefix}{name}"), value, param)
+        value = values.get(name, ABSENT)
+        source = f"{prefix}{name}" if value is ABSENT else _source(node, name, f"{prefix}{name}")
+        if value is ABSENT or value is MISSING or value is MISSING_VIA:
+            _check_unset(value, param, source, owner, how)
+        elif value is not UNKNOWN and not _holds_target(value):  # nested: its own node
+            text = check_value(source, value, param)
+            if text is not value:
+                node[name] = text
+
+
+def _check_unset(value: Any, param: Param, path: str, owner: str, how: Build) -> None:
+    """Refuse an argument left unset (``ABSENT``, ``???``) where Hydra's build needs it."""
+    if how.deferred or param.name in how.given:
+        return  # the parent's instantiate(node, x=...) or the runner fills it
+    required = param.default is inspect.Parameter.empty
+    if value is ABSENT:
+        if required and not (how.partial or how.positional or how.top_level):
+            raise _missing(path, owner, in_config=False)
+    elif value is MISSING_VIA or not (how.partial and required):  # a partial's call fills it
+        if required:
+            raise _missing(path, owner, in_config=True)
+        raise ConfigError(f"{path} is not set (??? in the config)",
+                          f"add {path}=<value> to the command")  # fmt: skip
 
 
 def _value(node: DictConfig, key: str) -> Any:
+    from omegaconf.errors import InterpolationToMissingValueError
+
     try:
         if OmegaConf.is_missing(node, key):
             return MISSING
@@ -183,6 +235,8 @@ def _value(node: DictConfig, key: str) -> Any:
         if OmegaConf.is_config(value):
             return OmegaConf.to_container(value, resolve=True, throw_on_missing=False)
         return value
+    except InterpolationToMissingValueError:
+        return MISSING_VIA
     except Exception:  # noqa: BLE001 - unresolvable here: checked when Hydra resolves it
         return UNKNOWN
 
@@ -214,31 +268,71 @@ def _missing(path: str, target: str, in_config: bool) -> ConfigError:
 # ---- values ------------------------------------------------------------------------------
 
 
-def check_value(path: str, value: Any, param: Param) -> None:
-    """Validate ``value`` against the parameter's annotation (pydantic, strict JSON mode)."""
+def check_value(path: str, value: Any, param: Param) -> Any:
+    """Validate ``value`` against the parameter's annotation (pydantic, strict JSON mode);
+    the value to build with: ``value``, or a copy whose numbers in ``str`` places are
+    text (what ``group=2024`` means)."""
     import pydantic
 
     if param.annotation is Any:
-        return
+        return value
     try:
         text = json.dumps(value, allow_nan=True)
-    except (TypeError, ValueError):  # not plain data: nothing a config could be checked for
-        return
-    try:
         adapter = _adapter(param.annotation)
-    except (pydantic.PydanticUserError, TypeError):  # an annotation pydantic cannot read
-        return
+    except (TypeError, ValueError):  # not plain data: nothing a config could be checked for
+        return value
+    except pydantic.PydanticUserError:  # an annotation pydantic cannot read
+        return value
     try:
         adapter.validate_json(text, strict=True)
+        return value
     except pydantic.ValidationError as ex:
-        raise _describe_failure(path, value, param, ex.errors()) from None
+        errors = ex.errors()
+    try:
+        return _as_text(value, _adapter(param.annotation, lax_text=True).validate_json(text))
+    except pydantic.ValidationError:
+        raise _describe_failure(path, value, param, errors) from None
 
 
 @functools.lru_cache(maxsize=512)
-def _adapter(tp: Any) -> Any:
+def _adapter(tp: Any, lax_text: bool = False) -> Any:
     from pydantic import ConfigDict, TypeAdapter
 
-    return TypeAdapter(tp, config=ConfigDict(arbitrary_types_allowed=True))
+    config = ConfigDict(arbitrary_types_allowed=True, strict=True)
+    return TypeAdapter(_text_takes_numbers(tp) if lax_text else tp, config=config)
+
+
+def _number_text(value: Any) -> Any:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return str(value) if number else value
+
+
+def _text_takes_numbers(tp: Any) -> Any:
+    """``tp`` with each ``str`` in it also taking a number, as its text."""
+    from pydantic import BeforeValidator
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is str:
+        return Annotated[str, BeforeValidator(_number_text)]
+    if origin is Annotated:
+        return Annotated[(_text_takes_numbers(args[0]), *tp.__metadata__)]
+    if origin in (Union, types.UnionType):
+        return Union[tuple(_text_takes_numbers(a) for a in args)]  # noqa: UP007
+    if origin in (list, tuple, dict):
+        return origin[tuple(a if a is Ellipsis else _text_takes_numbers(a) for a in args)]
+    return tp
+
+
+def _as_text(value: Any, valid: Any) -> Any:
+    """``value`` with the numbers that ``valid`` (its validated copy) holds as text
+    replaced by that text; everything else as the config wrote it."""
+    if isinstance(valid, str) and not isinstance(value, str):
+        return valid
+    if isinstance(value, list) and isinstance(valid, (list, tuple)):
+        return [_as_text(v, w) for v, w in zip(value, valid, strict=True)]
+    if isinstance(value, dict) and isinstance(valid, dict):
+        return {k: _as_text(v, valid.get(k)) for k, v in value.items()}
+    return value
 
 
 RANGE_ERRORS = {
@@ -406,7 +500,7 @@ def signature_of(target: str) -> Signature | None:
 def _signature(obj: Any, target: str) -> Signature | None:
     params: dict[str, Param] = {}
     limits, resolved = limits_of(target), resolved_by_recipe(target)
-    fn, given = obj, Forwarded(0, frozenset())
+    fn, given = obj, Forwarded(0, frozenset(), False)
     while True:
         sig = _inspect(fn)
         if sig is None:
@@ -424,7 +518,9 @@ def _signature(obj: Any, target: str) -> Signature | None:
                 tp = with_limits(config_type(p.annotation), limits.get(p.name, ()))
                 if p.name in resolved and tp is not Any:
                     tp = Union[tp, Literal[resolved[p.name]]]  # noqa: UP007 - built at runtime
-                params[p.name] = Param(p.name, tp, p.default)
+                maybe_filled = given.starred and p.kind is not p.KEYWORD_ONLY
+                default = FORWARDED if maybe_filled and p.default is p.empty else p.default
+                params[p.name] = Param(p.name, tp, default)
         base = _kwargs_go_to_base(obj, fn) if open_ else None
         if base is None:
             return Signature(params, open=open_)
@@ -433,10 +529,14 @@ def _signature(obj: Any, target: str) -> Signature | None:
 
 @dataclass(frozen=True)
 class Forwarded:
-    """What a ``super().__init__(..., **kwargs)`` call fills itself."""
+    """What a ``super().__init__(..., **kwargs)`` call fills itself: its first
+    ``positional`` arguments, the ``keywords`` it names, and, when ``starred``, maybe
+    more positional ones (``*self.dims``: their count is not known here). The
+    subclass's own ``*args`` forwarded last fill nothing: the config's ``_args_`` do."""
 
     positional: int
     keywords: frozenset[str]
+    starred: bool
 
 
 def _kwargs_go_to_base(obj: Any, fn: Any) -> tuple[Callable[..., Any], Forwarded] | None:
@@ -457,7 +557,7 @@ def _kwargs_go_to_base(obj: Any, fn: Any) -> tuple[Callable[..., Any], Forwarded
         return None
     if owner is None or not tree.body or not isinstance(tree.body[0], ast.FunctionDef):
         return None
-    varkw = tree.body[0].args.kwarg
+    varkw, varargs = tree.body[0].args.kwarg, tree.body[0].args.vararg
     if varkw is None:
         return None
     for call in ast.walk(tree):
@@ -469,8 +569,20 @@ def _kwargs_go_to_base(obj: Any, fn: Any) -> tuple[Callable[..., Any], Forwarded
             if base is object:
                 return None
             named = frozenset(k.arg for k in call.keywords if k.arg is not None)  # type: ignore[attr-defined]
-            return base.__dict__["__init__"], Forwarded(len(call.args), named)  # type: ignore[attr-defined]
+            return base.__dict__["__init__"], _positional(call.args, varargs, named)  # type: ignore[attr-defined]
     return None
+
+
+def _positional(args: list[Any], varargs: Any, named: frozenset[str]) -> Forwarded:
+    import ast
+
+    starred = [i for i, a in enumerate(args) if isinstance(a, ast.Starred)]
+    own = (  # super().__init__(x, *args): the subclass's *args, forwarded last
+        varargs is not None
+        and starred == [len(args) - 1]
+        and getattr(args[-1].value, "id", None) == varargs.arg
+    )
+    return Forwarded(starred[0] if starred else len(args), named, bool(starred) and not own)
 
 
 def _is_super_init(node: Any) -> bool:
