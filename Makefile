@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/datasets
 
-.PHONY: help install train test smoke lint bench clean
+.PHONY: help install train test test-min smoke lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,6 +25,26 @@ train: $(STAMP) ## run the default experiment (digits, offline) and print test a
 test: $(STAMP) ## run the test suite (and the layer contracts)
 	$(BIN)/lint-imports --no-cache > /dev/null || $(BIN)/lint-imports --no-cache
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --durations=15
+
+# The declared floors, tested: a throwaway venv with every dependency of pyproject.toml at
+# the lowest release its range admits (scripts/min_constraints.py), then a fast subset: a
+# training run + dl-eval, a 2-trial sweep, resume. torch/torchvision are the exception: pip
+# here takes them only from local disk, so they come at the newest release it allows.
+MIN_VENV ?= .venv-min
+MIN_TESTS := tests/test_train.py::test_eval_reproduces_test_metrics_of_its_checkpoint \
+	tests/test_resume.py::test_resume_auto_continues_and_resume_never_starts_fresh \
+	tests/test_resume.py::test_ckpt_path_resumes_from_a_given_file \
+	tests/test_sweep.py::test_digits_sweep_prunes_reports_and_continues
+test-min: ## the fast subset on the lowest dependency versions pyproject.toml declares
+	rm -rf $(MIN_VENV) && python3 -m venv $(MIN_VENV)
+	@echo "installing the declared floors into $(MIN_VENV) (a few minutes)..."
+	@$(MIN_VENV)/bin/pip install -q 'torch>=2.4,<3' 'torchvision>=0.19,<1' > $(MIN_VENV)/install.log 2>&1 \
+	  || { cat $(MIN_VENV)/install.log; exit 1; }
+	$(MIN_VENV)/bin/python scripts/min_constraints.py --extras dev > $(MIN_VENV)/constraints.txt
+	@$(MIN_VENV)/bin/pip install -q -c $(MIN_VENV)/constraints.txt -e '.[dev]' >> $(MIN_VENV)/install.log 2>&1 \
+	  || { cat $(MIN_VENV)/install.log; exit 1; }
+	@$(MIN_VENV)/bin/pip freeze | grep -i -E '^(torch|lightning|hydra-core|optuna|pandas|scikit-learn|numpy)=='
+	OMP_NUM_THREADS=1 $(MIN_VENV)/bin/python -m pytest -q -n 2 -p no:cacheprovider $(MIN_TESTS)
 
 smoke: $(STAMP) ## every experiment config for one batch on the CPU: a pass/fail table
 	$(BIN)/dl-smoke paths.data_dir=$(abspath $(DATA_DIR))
