@@ -3,12 +3,15 @@ built-in configs, every class they name, and a user's own class."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from conftest import ROOT
@@ -318,3 +321,92 @@ def test_a_mandatory_value_is_refused_even_where_the_class_has_a_default(sigcase
     assert str(info.value) == (
         "width is not set: sigcases.Sub needs it — add width=<value> to the command"
     )
+
+
+# ---- property: configs generated from a signature ------------------------------------------
+def _leaves(tp: Any) -> list[Any] | None:
+    """The plain types (and ``("literal", v)`` values) an annotation accepts; None when
+    it holds anything else (lists, paths, enums): such parameters are not generated."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _leaves(args[0])
+    if origin in (typing.Union, types.UnionType):
+        parts = [_leaves(a) for a in args]
+        return None if None in parts else [leaf for part in parts for leaf in part]
+    if origin is typing.Literal:
+        return [("literal", a) for a in args]
+    return [tp] if tp in (int, float, bool, str, type(None)) else None
+
+
+def _strategy(tp: Any) -> Any:
+    """Valid values of a parameter: hypothesis reads the annotation (annotated_types
+    ranges included); text is kept to letters (``${`` and ``???`` mean other things)."""
+    import string
+    import typing
+
+    from hypothesis import strategies as st
+
+    leaves = _leaves(tp)
+    if leaves is None:
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is str or (origin is typing.Annotated and args[0] is str):
+        return st.text(alphabet=string.ascii_letters, min_size=1, max_size=8)
+    if str in leaves:
+        return st.one_of([_strategy(a) for a in args])
+    return st.from_type(tp)
+
+
+def _wrong(tp: Any) -> Any:
+    """A value ``tp`` refuses, chosen from what it accepts, not by asking the check."""
+    leaves = _leaves(tp) or []
+    if str not in leaves:
+        return "zz-not-one"  # a text where none is taken, or outside the Literal
+    return True if bool not in leaves else {"k": [1]}
+
+
+@functools.cache
+def _generatable() -> list[str]:
+    """Built-in targets with a closed signature and some parameter to generate."""
+    out = []
+    for target in builtin_targets():
+        sig = signatures.signature_of(target)
+        params = sig.params.values() if sig and not sig.open else []
+        if any(_strategy(p.annotation) is not None for p in params):
+            out.append(target)
+    return out
+
+
+def test_many_builtin_targets_have_generatable_parameters() -> None:
+    assert len(_generatable()) >= 25
+    assert {"torch.optim.SGD", "lightning.pytorch.Trainer", "dltrain.nets.mlp.MLP"} <= set(
+        _generatable()
+    )
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_generated_configs_pass_and_one_mutated_key_is_named(data: st.DataObject) -> None:
+    """A node whose values hypothesis draws from the class's own annotations passes;
+    renaming one key, or giving it a value of another type (or outside its Literal),
+    is refused with that key in the message."""
+    target = data.draw(st.sampled_from(_generatable()), label="target")
+    params = signatures.signature_of(target).params
+    drawable = {n: s for n, p in params.items() if (s := _strategy(p.annotation)) is not None}
+    keys = data.draw(st.lists(st.sampled_from(sorted(drawable)), min_size=1, unique=True))
+    node = {"_target_": target, "_partial_": True} | {k: data.draw(drawable[k], k) for k in keys}
+    signatures.check_node(OmegaConf.create(node), "x")
+
+    key = data.draw(st.sampled_from(keys), label="mutated")
+    if data.draw(st.booleans(), label="rename"):
+        node[f"{key}_zz"] = node.pop(key)
+        named = f"unknown key 'x.{key}_zz' for {target}"
+    else:
+        node[key] = _wrong(params[key].annotation)
+        named = f"x.{key}="
+    with pytest.raises(ConfigError) as info:
+        signatures.check_node(OmegaConf.create(node), "x")
+    assert str(info.value).startswith(named)
