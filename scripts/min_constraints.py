@@ -16,8 +16,12 @@ import argparse
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+try:  # Python 3.11+
+    import tomllib
+except ImportError:  # 3.10: pip carries tomli
+    from pip._vendor import tomli as tomllib
 
 try:
     from packaging.requirements import Requirement

@@ -70,11 +70,47 @@ def describe(ex: BaseException) -> tuple[int, str]:
     hydra_msg = _describe_hydra(ex)
     if hydra_msg is not None:
         return USAGE, hydra_msg
+    outdated = outdated_dependency()
+    if outdated is not None:
+        return USAGE, outdated
     name = type(ex).__name__
     return RUNTIME, (
         f"{name}: {_first_line(str(ex))} — this looks like a bug or an unsupported setup; "
         "rerun with HYDRA_FULL_ERROR=1 for the full traceback"
     )
+
+
+def outdated_dependency(dist: str = "dl-train") -> str | None:
+    """The first installed core dependency outside the range pyproject.toml declares.
+
+    Asked only when a run fails in a way no check foresaw: an environment that kept an
+    older library (``pip install --no-deps``, a pinned image) fails deep inside it, and
+    the fix is an upgrade, not a bug report. Not checked on every start: reading every
+    package's metadata costs ~0.1-0.5 s."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    try:
+        declared = metadata.requires(dist) or []
+    except metadata.PackageNotFoundError:
+        return None
+    for line in declared:
+        req = Requirement(line)
+        if req.marker is not None:  # an extra's dependency
+            continue
+        try:
+            installed = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed is None or not req.specifier.contains(installed, prereleases=True):
+            found = f"{req.name} {installed} is installed" if installed else None
+            found = found or f"{req.name} is missing"
+            return (
+                f"{found}, but dl-train needs {req.name}{req.specifier} — "
+                f"pip install '{req.name}{req.specifier}'"
+            )
+    return None
 
 
 def _first_line(text: str) -> str:
