@@ -3,6 +3,9 @@ with the data, one writer among several processes, disk space checked first."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import logging
 import os
 import re
 import shutil
@@ -34,10 +37,10 @@ def finished(cache: Path) -> list[Path]:
 
 
 def written(cache: Path) -> np.ndarray | None:
-    """The partial cache's written-records log, if it exists yet."""
+    """The partial cache's written-records log (1: written), if it exists yet."""
     for partial in cache.glob("*.partial"):
-        if (partial / "written.u8").is_file():
-            return np.fromfile(partial / "written.u8", dtype=np.uint8)
+        if (partial / record_cache.CHECKSUMS).is_file():
+            return (np.fromfile(partial / record_cache.CHECKSUMS, dtype="<u8") != 0).astype(int)
     return None
 
 
@@ -229,3 +232,76 @@ def test_mnist_and_cifar_can_be_mapped_from_the_same_cache_format(tmp_path: Path
         again.setup()
         assert (again.test_set.rows() == 7).all()
     assert len(finished(cache)) == 2
+
+
+def _interrupted_fill(images: np.ndarray):
+    """A first pass that writes and marks every record, then dies (as a killed process)."""
+
+    def fill(writer: record_cache.Writer) -> None:
+        records = writer.records()
+        records[:] = images
+        records.flush()
+        writer.mark(np.arange(len(images)))
+        raise KeyboardInterrupt
+
+    return fill
+
+
+def _refill(images: np.ndarray, refilled: list[int]):
+    def fill(writer: record_cache.Writer) -> None:
+        todo = writer.todo()
+        refilled.extend(todo.tolist())
+        records = writer.records()
+        records[todo] = images[todo]
+        records.flush()
+        writer.mark(todo)
+
+    return fill
+
+
+def test_a_torn_record_is_decoded_again_not_served_as_zeros(tmp_path: Path) -> None:
+    """A power loss after a record was marked written but before its bytes reached the
+    disk: the record reads back as zeros. Before: it was served as a black image. Now its
+    checksum does not match and the next pass decodes it again."""
+    images = np.random.default_rng(0).integers(1, 256, size=(10, 1, 4, 4), dtype=np.uint8)
+    labels, splits = np.arange(10) % 2, {"train": (0, 10)}
+    cache = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        record_cache.build(cache, "k", (1, 4, 4), labels, splits, _interrupted_fill(images))
+    assert written(cache).tolist() == [1] * 10
+    with open(cache / "k.partial" / "records.u8", "r+b") as f:  # records 3 and 7 torn
+        for i in (3, 7):
+            f.seek(i * 16)
+            f.write(bytes(16))
+    refilled: list[int] = []
+    opened = record_cache.build(cache, "k", (1, 4, 4), labels, splits, _refill(images, refilled))
+    assert refilled == [3, 7]
+    assert torch.equal(opened.x, torch.from_numpy(images))
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS])
+def test_a_file_system_without_flock_locks_with_a_lock_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, code: int
+) -> None:
+    """Some network and FUSE file systems refuse ``flock``. Before: the ``OSError``
+    escaped (a traceback, "looks like a bug"). Now: one warning line, and the cache is
+    built under a lock file."""
+
+    def refuse(fd: object, operation: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    images = np.arange(32, dtype=np.uint8).reshape(2, 1, 4, 4)
+    refilled: list[int] = []
+    with caplog.at_level(logging.WARNING):
+        opened = record_cache.build(
+            tmp_path / "c", "k", (1, 4, 4), np.zeros(2), {"train": (0, 2)},
+            _refill(images, refilled),
+        )  # fmt: skip
+    assert torch.equal(opened.x, torch.from_numpy(images)) and refilled == [0, 1]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"{tmp_path / 'c'} does not support flock ({errno.errorcode[code]}): the record "
+        "cache is locked with a lock file instead"
+    ]
+    assert not list((tmp_path / "c").glob("*.soft"))  # released

@@ -12,12 +12,18 @@ rest, so memory does not grow with the dataset. Splits are ``[start, stop)`` ran
 the record array, served as index arrays, never copies.
 
 Writing is atomic and resumable. A cache is filled in ``<key>.partial/``, where
-``written.u8`` has one byte a record, set once the record is in ``records.u8``; a
-killed pass leaves it, and the next pass fills only the records still unwritten. When
-every record is in, the folder is renamed to ``<key>``: readers never see half a cache.
-One process at a time fills a cache: ``<key>.lock`` is held with ``fcntl.flock``
-while writing, so DDP ranks, sweep jobs or two terminals that start on the same data
-wait for the first writer and then open what it wrote.
+``checksums.u64`` holds one value a record: 0 until the record is in ``records.u8``,
+then ``2**32 + crc32`` of its bytes. A killed pass leaves it, and the next pass fills
+only the records still unwritten. The order survives a power loss: a record's bytes are
+``fsync``-ed before its checksum is set (and the checksums are ``fsync``-ed in turn),
+and a resumed pass checks every written record against its checksum, so a torn write
+(marked, but its bytes never reached the disk: zeros) is decoded again instead of being
+served as a black image. When every record is in, the folder is renamed to ``<key>``:
+readers never see half a cache. One process at a time fills a cache: ``<key>.lock`` is
+held with ``filelock`` (``flock``) while writing, so DDP ranks, sweep jobs or two
+terminals that start on the same data wait for the first writer and then open what it
+wrote; where the file system refuses ``flock`` (some network and FUSE mounts), a lock
+file (``filelock.SoftFileLock``) stands in, with one warning line.
 
 Hand-written rather than Arrow/``datasets``: a record here is one fixed-size array, so
 the whole format is a raw array file the OS maps, and a batch stays one gather.
@@ -25,26 +31,33 @@ the whole format is a raw array file the OS maps, and a batch stays one gather.
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import json
+import logging
 import math
 import os
 import shutil
 import tempfile
+import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import torch
+from filelock import BaseFileLock, FileLock, SoftFileLock
 from torch import Tensor
 
 from dltrain.errors import DataError
 
+log = logging.getLogger(__name__)
+
 #: Bump when the on-disk layout changes.
 FORMAT_VERSION = 1
-RECORDS, LABELS, INDEX, WRITTEN = "records.u8", "labels.i64", "index.json", "written.u8"
+RECORDS, LABELS, INDEX, CHECKSUMS = "records.u8", "labels.i64", "index.json", "checksums.u64"
+#: ``flock`` errors that mean "not supported here" (rather than "held" or "not allowed").
+NO_FLOCK = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL})
 #: Bytes read at a time when streaming over the records (statistics).
 CHUNK_BYTES = 4 * 2**20
 
@@ -71,17 +84,39 @@ class Writer:
         self.folder = folder
         self.count = count
         self.shape = shape
+        self.size = math.prod(shape)
         self.records_path = folder / RECORDS
-        self._written = np.memmap(folder / WRITTEN, dtype=np.uint8, mode="r+", shape=(count,))
+        self._fd = os.open(self.records_path, os.O_RDONLY)
+        self._sums = np.memmap(folder / CHECKSUMS, dtype="<u8", mode="r+", shape=(count,))
 
     def todo(self) -> np.ndarray:
         """Indices of the records not written yet, ascending."""
-        return np.flatnonzero(self._written == 0)
+        return np.flatnonzero(self._sums == 0)
 
     def mark(self, index: np.ndarray | list[int]) -> None:
         """Record ``index`` as written: call only once their bytes are in the file
-        (``os.pwrite`` or a shared map: the kernel keeps them if the writer is killed)."""
-        self._written[np.asarray(index, dtype=np.int64)] = 1
+        (``os.pwrite`` or a shared map). The bytes reach the disk first, then their
+        checksums, so no crash can leave a record marked whose bytes are not there."""
+        index = np.asarray(index, dtype=np.int64)
+        if len(index) == 0:
+            return
+        os.fsync(self._fd)  # the records' bytes (also those written through a map)
+        self._sums[index] = [checksum(self._read(i)) for i in index]
+        self._sums.flush()
+        _fsync(self.folder / CHECKSUMS)
+
+    def verify(self) -> int:
+        """Unmark the written records whose bytes do not match their checksum (a write
+        torn by a power loss); returns how many."""
+        done = np.flatnonzero(self._sums != 0)
+        torn = [int(i) for i in done if checksum(self._read(i)) != self._sums[i]]
+        if torn:
+            self._sums[torn] = 0
+            self._sums.flush()
+        return len(torn)
+
+    def _read(self, i: int) -> bytes:
+        return os.pread(self._fd, self.size, int(i) * self.size)
 
     def records(self) -> np.memmap:
         """The ``(N, *shape)`` record array, writable."""
@@ -90,8 +125,22 @@ class Writer:
         )
 
     def close(self) -> None:
-        self._written.flush()
-        del self._written
+        self._sums.flush()
+        del self._sums
+        os.close(self._fd)
+
+
+def checksum(record: bytes) -> int:
+    """A written record's mark: never 0 (0 means "not written")."""
+    return (1 << 32) | zlib.crc32(record)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 #: ``fill(writer)`` writes every record in ``writer.todo()`` and marks it.
@@ -145,7 +194,7 @@ def build(
             raise RuntimeError(f"{missing} records of {partial} were not written")
         _finish(partial, final, shape, labels, splits)
     finally:
-        lock.close()  # releases the flock
+        lock.release()
     return open_cache(final)
 
 
@@ -191,32 +240,65 @@ def _read(f, start: int, count: int, size: int) -> np.ndarray:
     return np.frombuffer(f.read(count * size), dtype=np.uint8).reshape(count, size)
 
 
-def _acquire(cache_dir: Path, key: str) -> IO[str]:
-    """An exclusive ``flock`` on ``<key>.lock`` (released when the file is closed or the
-    process dies), waiting for the process that holds it."""
+def _acquire(cache_dir: Path, key: str) -> BaseFileLock:
+    """An exclusive lock on ``<key>.lock``, waiting for the process that holds it:
+    ``flock`` (released when the process dies), or, where the file system refuses
+    ``flock``, a lock file ``<key>.lock.soft`` (filelock removes one a dead process left)."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(cache_dir / f"{key}.lock", "a")  # noqa: SIM115 - closed by the caller
+        return _flock(cache_dir, key)
     except OSError as ex:
         raise DataError(
             f"cannot write the cache in {cache_dir} ({type(ex).__name__}: {ex.strerror})",
             "set data.cache_dir to a folder you can write to, or null (no cache)",
         ) from ex
-    fcntl.flock(lock, fcntl.LOCK_EX)
+
+
+def _flock(cache_dir: Path, key: str) -> BaseFileLock:
+    lock: BaseFileLock = FileLock(cache_dir / f"{key}.lock")
+    # filelock itself turns to a lock file on ENOSYS, with a warning of its own (caught
+    # here and said once, in the words below); it raises the other errors.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            lock.acquire()
+        except (OSError, NotImplementedError) as ex:  # NotImplementedError: older filelock
+            code = getattr(ex, "errno", None) or errno.ENOSYS
+            if code not in NO_FLOCK:
+                raise
+            lock = SoftFileLock(cache_dir / f"{key}.lock.soft")
+            lock.acquire()
+        else:
+            if not any("flock" in str(w.message) for w in caught):
+                return lock
+            code = errno.ENOSYS
+    log.warning(
+        "%s does not support flock (%s): the record cache is locked with a lock file instead",
+        cache_dir,
+        errno.errorcode[code],
+    )
     return lock
 
 
 def _start(partial: Path, count: int, shape: tuple[int, ...]) -> Writer:
-    """Create ``partial`` or continue the one a killed pass left (same key: same plan);
-    refuse first when the disk lacks room for what is still to write."""
+    """Create ``partial`` or continue the one a killed pass left (same key: same plan),
+    first decoding again what a power loss tore; refuse first when the disk lacks room
+    for what is still to write."""
     size = count * math.prod(shape)
     resumable = (
         (partial / RECORDS).is_file()
-        and (partial / WRITTEN).is_file()
+        and (partial / CHECKSUMS).is_file()
         and (partial / RECORDS).stat().st_size == size
-        and (partial / WRITTEN).stat().st_size == count
+        and (partial / CHECKSUMS).stat().st_size == 8 * count
     )
-    done = int(np.fromfile(partial / WRITTEN, dtype=np.uint8).sum()) if resumable else 0
+    done = 0
+    if resumable:
+        writer = Writer(partial, count, shape)
+        torn = writer.verify()
+        if torn:
+            log.warning("%d records of %s were torn by a crash: decoding them again", torn, partial)
+        done = count - len(writer.todo())
+        writer.close()
     need, free = cache_bytes(count - done, shape), free_bytes(partial.parent)
     if need > free:
         raise DataError(
@@ -230,8 +312,8 @@ def _start(partial: Path, count: int, shape: tuple[int, ...]) -> Writer:
         partial.mkdir(parents=True)
         with open(partial / RECORDS, "wb") as f:
             f.truncate(size)  # sparse: blocks are allocated as records are written
-        with open(partial / WRITTEN, "wb") as f:
-            f.truncate(count)
+        with open(partial / CHECKSUMS, "wb") as f:
+            f.truncate(8 * count)
     return Writer(partial, count, shape)
 
 
@@ -251,7 +333,7 @@ def _finish(
         "splits": {k: list(v) for k, v in splits.items()},
     }
     (partial / INDEX).write_text(json.dumps(meta))
-    (partial / WRITTEN).unlink()
+    (partial / CHECKSUMS).unlink()
     for name in (RECORDS, LABELS, INDEX):
         with open(partial / name, "rb") as f:
             os.fsync(f.fileno())
