@@ -44,7 +44,7 @@ def test_sweep_directions_follow_the_metrics_unless_given() -> None:
         "minimize",
         "maximize",
     ]
-    assert sweep_directions("maximize", ["val/loss"], "classification") == "maximize"
+    assert sweep_directions("minimize", ["val/loss"], "classification") == "minimize"
     assert sweep_directions(["maximize", "minimize"], ["a", "b"], None) == [
         "maximize",
         "minimize",
@@ -78,3 +78,60 @@ def test_a_sweep_without_direction_optimizes_each_metric_its_way(tmp_path: Path)
     summary = json.loads(summary_path.read_text())
     assert summary["direction"] == ["minimize", "maximize"]
     assert [t["state"] for t in summary["trials"]] == ["COMPLETE"]
+
+
+def test_a_given_direction_that_contradicts_its_metric_is_refused() -> None:
+    """Before: a given direction was trusted, whatever the metric (a study maximising
+    RMSE ranked the worst trial best)."""
+    with pytest.raises(ConfigError) as ex:
+        sweep_directions("maximize", ["val/loss"], "classification")
+    assert str(ex.value) == (
+        "hydra.sweeper.direction=maximize contradicts optimized_metric 'val/loss', where "
+        "lower is better — set hydra.sweeper.direction=minimize, or leave it out (it "
+        "follows the metric)"
+    )
+    # A table: the metric the regression run logs, named beside the one written.
+    with pytest.raises(ConfigError) as ex:
+        sweep_directions(["maximize"], ["val/acc_best"], "regression")
+    assert str(ex.value) == (
+        "hydra.sweeper.direction=maximize contradicts optimized_metric 'val/rmse_best', "
+        "where lower is better; the target is numeric, so val/acc_best is val/rmse_best — "
+        "set hydra.sweeper.direction=minimize, or leave it out (it follows the metric), "
+        "or task=classification"
+    )
+    # One direction per metric: the second contradicts its metric.
+    with pytest.raises(
+        ConfigError, match="direction=minimize contradicts optimized_metric 'val/r2'"
+    ):
+        sweep_directions(["minimize", "minimize"], ["val/loss", "val/r2"], "regression")
+    # Not known yet (a table's task before it is read): checked again once it is.
+    assert sweep_directions("maximize", ["val/acc_best"], None) == "maximize"
+    assert sweep_directions("minimize", ["val/acc_best"], "regression") == "minimize"
+    # A name that does not tell, and a direction the study itself refuses: left alone.
+    assert sweep_directions("minimize", ["lr-Adam"], "classification") == "minimize"
+    assert sweep_directions("upward", ["val/acc"], "classification") == "upward"
+
+
+def test_settle_renames_the_metrics_a_regression_run_logs() -> None:
+    from omegaconf import OmegaConf
+
+    from dltrain.config.task import logged_name, settle
+
+    assert logged_name("val/acc_best", "regression") == "val/rmse_best"
+    assert logged_name("val/acc_best", "classification") == "val/acc_best"
+    assert logged_name("val/loss", "regression") == "val/loss"
+    cfg = OmegaConf.create(
+        {
+            "monitor": "val/acc",
+            "monitor_mode": "max",
+            "optimized_metric": ["val/acc_best", "val/loss"],
+        }
+    )
+    settle(cfg, "regression")
+    assert OmegaConf.to_container(cfg) == {
+        "monitor": "val/rmse",
+        "monitor_mode": "min",
+        "optimized_metric": ["val/rmse_best", "val/loss"],
+        "task": "regression",
+        "module": {"_target_": "dltrain.module.regressor.Regressor", "monitor": "${monitor}"},
+    }

@@ -54,14 +54,17 @@ def test_a_misspelled_metric_stops_the_sweep_before_its_first_trial(tmp_path: Pa
 
 
 def test_an_error_every_trial_shares_stops_after_the_first_trial(tmp_path: Path) -> None:
-    """Missing data is the same for any sampled values: one trial, its error line, exit 2;
-    that trial does not count, so the fixed command gets its whole n_trials."""
+    """Missing data is the same for any sampled values (the config without them fails
+    the same way once its data is read): one trial, its error line, exit 2; that trial
+    does not count, so the fixed command gets its whole n_trials. ``study_name: null``
+    names the study, and its directory, after the hparams_search option (before:
+    ``sweeps/None``)."""
     nowhere = tmp_path / "nowhere"
     out = run_cli(
         [
             "-m",
             "hparams_search=digits_optuna",
-            "hydra.sweeper.study_name=nodata",
+            "hydra.sweeper.study_name=null",
             "hydra.sweeper.n_trials=6",
             "data=mnist",
             f"paths.data_dir={nowhere}",
@@ -81,9 +84,13 @@ def test_an_error_every_trial_shares_stops_after_the_first_trial(tmp_path: Path)
         "values, so every trial would fail the same way (that trial does not count toward "
         "n_trials)"
     ) in out.stdout
-    trials = summary_of(tmp_path, "nodata")["trials"]
+    summary = summary_of(tmp_path, "digits_optuna")
+    assert summary["study_name"] == "digits_optuna"
+    trials = summary["trials"]
     assert [(t["number"], t["state"]) for t in trials] == [(0, "FAIL")]
     assert trials[0]["reason"].startswith("MNIST not found")
+    assert trials[0]["run_dir"] == str(sweep_dir(tmp_path, "digits_optuna") / "trial_0")
+    assert [p.name for p in sweep_dir(tmp_path, "").iterdir()] == ["digits_optuna"]
 
 
 def test_a_sweep_where_no_trial_completed_exits_1(tmp_path: Path) -> None:

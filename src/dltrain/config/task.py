@@ -2,16 +2,17 @@
 
 Defaults in ``configs/train.yaml`` are the classifier's (``monitor: val/acc``,
 ``optimized_metric: val/acc_best``). A regression run left at those defaults watches
-``val/rmse`` and returns ``val/rmse_best`` instead; ``monitor_mode``, a sweep's
-default direction and tree pruning follow the metric's name (``metric_mode``: the one
-place that knows which metrics are minimised).
+``val/rmse`` and returns ``val/rmse_best`` instead (``logged_name``). One rule says which
+way is better for a metric (``metric_mode``), asked of the name the run actually logs:
+``monitor_mode``, a sweep's direction (``sweep_directions``, which also refuses a given
+direction that contradicts the metric) and tree pruning all follow it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dltrain.errors import ConfigError
 
@@ -57,25 +58,37 @@ def direction_given(direction: Any) -> bool:
     return direction is not None and direction != "auto"
 
 
-def sweep_directions(direction: Any, metrics: list[str], task: str | None) -> Any:
-    """``hydra.sweeper.direction`` as given (a name or a list); not given (null or
-    ``auto``): one per optimised metric, from its name as the run will return it
-    (a regression run turns the classification defaults into ``val/rmse*``).
+def logged_name(name: str, task: str | None) -> str:
+    """The metric a run of ``task`` logs for ``name``: a regression run turns the
+    classification defaults into ``val/rmse*``; other names are kept."""
+    return REGRESSION_DEFAULTS.get(name, name) if task == "regression" else name
 
-    Raises ``ConfigError`` when the name does not tell (a metric of the user's own
-    module, or a classification default on a table whose task is still unknown)."""
+
+def sweep_directions(direction: Any, metrics: list[str], task: str | None) -> Any:
+    """The study's direction(s) for the metrics as the run will log them.
+
+    Given (a name or a list, one per metric): returned as given, once checked against
+    each metric whose name tells which way is better. Not given (null or ``auto``): one
+    per metric, from its name.
+
+    Raises ``ConfigError`` for a given direction that contradicts its metric, and, when
+    none is given, for a name that does not tell (a metric of the user's own module, or
+    a classification default on a table whose task is still unknown)."""
     if direction_given(direction):
+        many = isinstance(direction, (list, tuple)) or OmegaConf.is_list(direction)
+        given = [str(d) for d in direction] if many else [str(direction)] * len(metrics)
+        for wanted, name in zip(given, metrics, strict=False):
+            _check_direction(wanted, name, task)
         return direction
     out = []
     for name in metrics:
-        if task == "regression":
-            name = REGRESSION_DEFAULTS.get(name, name)
-        elif task is None and name in REGRESSION_DEFAULTS:
+        if task is None and name in REGRESSION_DEFAULTS:
             raise ConfigError(
                 f"hydra.sweeper.direction is not set and optimized_metric '{name}' "
                 "becomes val/rmse_best if the table's target turns out numeric",
                 "set task=classification|regression or hydra.sweeper.direction",
             )
+        name = logged_name(name, task)
         mode = metric_mode(name)
         if mode is None:
             raise ConfigError(
@@ -83,8 +96,31 @@ def sweep_directions(direction: Any, metrics: list[str], task: str | None) -> An
                 "not say whether lower or higher is better",
                 "set hydra.sweeper.direction=minimize|maximize",
             )
-        out.append("minimize" if mode == "min" else "maximize")
+        out.append(DIRECTION[mode])
     return out
+
+
+#: ``metric_mode`` -> the study direction that optimises such a metric.
+DIRECTION = {"min": "minimize", "max": "maximize"}
+
+
+def _check_direction(wanted: str, name: str, task: str | None) -> None:
+    """A given direction against the metric the run logs for ``name``; a table whose
+    task is not known yet is checked again once it is read."""
+    if task is None and name in REGRESSION_DEFAULTS:
+        return
+    logged = logged_name(name, task)
+    mode = metric_mode(logged)
+    if mode is None or DIRECTION[mode] == wanted or wanted not in DIRECTION.values():
+        return  # a name that does not tell, or a direction the study refuses by itself
+    better = "lower" if mode == "min" else "higher"
+    why = f"; the target is numeric, so {name} is {logged}" if logged != name else ""
+    raise ConfigError(
+        f"hydra.sweeper.direction={wanted} contradicts optimized_metric '{logged}', "
+        f"where {better} is better{why}",
+        f"set hydra.sweeper.direction={DIRECTION[mode]}, or leave it out (it follows the "
+        "metric)" + (", or task=classification" if why else ""),
+    )
 
 
 def settle(cfg: DictConfig, task: str | None = None, data: dict[str, Any] | None = None) -> None:
@@ -111,8 +147,10 @@ def settle(cfg: DictConfig, task: str | None = None, data: dict[str, Any] | None
                 cfg.module = REGRESSOR_NODE
             for key in ("monitor", "optimized_metric"):
                 value = cfg.get(key)
-                if value in REGRESSION_DEFAULTS:
-                    cfg[key] = REGRESSION_DEFAULTS[value]
+                if isinstance(value, str):
+                    cfg[key] = logged_name(value, task)
+                elif OmegaConf.is_list(value):  # several objectives
+                    cfg[key] = [logged_name(str(v), task) for v in value]
         mode = metric_mode(cfg.get("monitor"))
         if mode:
             cfg.monitor_mode = mode

@@ -17,10 +17,10 @@ process asks for a trial and then checks its place: if ``n_trials`` trials come 
 it, it hands the trial back (WAITING, for a later, larger run) and stops, so two
 processes never overshoot the total.
 
-Stopping early (``dltrain.sweep.stopping``): a failure that every trial would share (the
-metric is not logged, data is missing, a class cannot be imported) stops the sweep after
-its first trial instead of repeating it ``n_trials`` times; so does a failed share of
-this process's trials above ``max_failure_rate``.
+Stopping early (``dltrain.sweep.stopping``): a failure shown to be one every trial would
+share (data is missing, a class cannot be imported) stops the sweep instead of repeating
+it ``n_trials`` times; so does a failed share of this process's trials above
+``max_failure_rate``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,9 +65,12 @@ class Sweep:
     #: Outcomes of this process's trials, for the stopping rules.
     finished: int = 0
     failed: int = 0
+    shared: stopping.SharedErrors = field(default_factory=stopping.SharedErrors)
 
 
-def counts_toward_total(trial: Any) -> bool:
+def counts_toward_total(trial: Any, shared: Container[int] = ()) -> bool:
+    """Whether a trial takes one of the ``n_trials`` places; ``shared``: numbers of
+    trials that failed with an error every trial shares (``stopping.SHARED_TRIALS``)."""
     from optuna.trial import TrialState
 
     if trial.state == TrialState.WAITING:
@@ -75,13 +78,23 @@ def counts_toward_total(trial: Any) -> bool:
     if trial.state == TrialState.FAIL:
         # No reason: failed by Optuna's heartbeat check, its worker died (see stale_trials).
         reason = trial.user_attrs.get(REASON_ATTR)
-        shared = trial.user_attrs.get(stopping.SHARED)
+        shared = trial.number in shared or trial.user_attrs.get(stopping.SHARED)
         return reason is not None and reason != INTERRUPTED and not shared
     return True
 
 
 def counted(study: Any) -> int:
-    return sum(counts_toward_total(t) for t in study.get_trials(deepcopy=False))
+    shared = shared_trials(study)
+    return sum(counts_toward_total(t, shared) for t in study.get_trials(deepcopy=False))
+
+
+def shared_trials(study: Any) -> set[int]:
+    return set(study.user_attrs.get(stopping.SHARED_TRIALS, ()))
+
+
+def mark_shared(study: Any, numbers: Sequence[int]) -> None:
+    """These trials failed with an error every trial shares: they do not count."""
+    study.set_user_attr(stopping.SHARED_TRIALS, sorted(shared_trials(study) | set(numbers)))
 
 
 def ask_within_total(sweep: Sweep) -> Any | None:
@@ -94,7 +107,8 @@ def ask_within_total(sweep: Sweep) -> Any | None:
     trial = sweep.study.ask()
     trial.set_user_attr(OWNER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
     before = [t for t in sweep.study.get_trials(deepcopy=False) if t.number < trial.number]
-    if sum(counts_toward_total(t) for t in before) >= sweep.n_trials:
+    shared = shared_trials(sweep.study)
+    if sum(counts_toward_total(t, shared) for t in before) >= sweep.n_trials:
         # Another process took the last place between our count and our ask.
         sweep.study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
         return None
@@ -204,10 +218,13 @@ def job_overrides(sweep: Sweep, trial: Any) -> list[str]:
     if sweep.extend_space is not None:
         sweep.extend_space(sweep.sweep_config, trial)
         params = {**params, **{k: v for k, v in trial.params.items() if k not in params}}
+    name = sp.quote(sweep.study.study_name)
     trial_keys = [
         f"+trial.number={trial.number}",
-        f"+trial.study_name={sp.quote(sweep.study.study_name)}",
+        f"+trial.study_name={name}",
         f"+trial.storage={sp.quote(sweep.storage_url)}",
+        # A study_name left null is the study's name in the trial's directory too.
+        f"hydra.sweeper.study_name={name}",
     ]
     return [*sweep.fixed, *sp.to_overrides(params), *trial_keys]
 
@@ -233,41 +250,38 @@ def run_trials(sweep: Sweep) -> None:
         except Exception as ex:  # noqa: BLE001 - e.g. a sampled group option that does not exist
             from dltrain.errors import describe
 
-            first = sweep.finished == 0
             for trial in batch:
-                if first and stopping.is_shared(ex, trial.params):
-                    trial.set_user_attr(stopping.SHARED, True)
                 fail(sweep.study, trial, describe(ex)[1])
                 sweep.running.remove(trial)
-            _after_batch(sweep, [(t, ex) for t in batch], len(batch))
+            # Which job's values failed to compose is not known: no values to compare.
+            _after_batch(sweep, [(t, None, ex) for t in batch])
             continue
-        first = sweep.finished == 0  # nothing of this process ended yet
-        failures = []
+        outcomes = []
         for trial, ret in zip(batch, returns, strict=True):
-            error = record(sweep.study, trial, ret, may_be_shared=first)
+            error = record(sweep.study, trial, ret)
             sweep.running.remove(trial)
-            if error is not None:
-                failures.append((trial, error))
-        _after_batch(sweep, failures, len(batch))
+            outcomes.append((trial, trial.params, error))
+        _after_batch(sweep, outcomes)
 
 
-def _after_batch(sweep: Sweep, failures: list[tuple[Any, BaseException]], size: int) -> None:
-    """Count the batch's outcomes; raise ``stopping.SweepStopped`` when the sweep should
-    not go on."""
-    sweep.finished += size
+def _after_batch(sweep: Sweep, outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
+    """Count the batch's outcomes, ``(trial, its sampled values, error or None)``;
+    raise ``stopping.SweepStopped`` when the sweep should not go on."""
+    failures = [(trial, error) for trial, _, error in outcomes if error is not None]
+    sweep.finished += len(outcomes)
     sweep.failed += len(failures)
-    for trial, error in failures:
-        if trial.user_attrs.get(stopping.SHARED):
-            raise stopping.SweepStopped(trial.number, error, shared=True)
+    shared = sweep.shared.judge([(t.number, params, e) for t, params, e in outcomes])
+    if shared is not None:
+        mark_shared(sweep.study, shared.numbers)
+        raise stopping.SweepStopped(shared.number, shared.error, shared=True)
     if failures and sweep.failed / sweep.finished > sweep.max_failure_rate:
         trial, error = failures[-1]
         raise stopping.SweepStopped(trial.number, error, shared=False)
 
 
-def record(study: Any, trial: Any, ret: Any, may_be_shared: bool = False) -> BaseException | None:
+def record(study: Any, trial: Any, ret: Any) -> BaseException | None:
     """Tell the study how a job ended: COMPLETE, PRUNED, or FAIL with the reason (the
-    error is returned for the stopping rules). ``may_be_shared``: the first trial this
-    process ran; its error is checked for being one every trial would share."""
+    error is returned for the stopping rules)."""
     import optuna
     from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
@@ -294,9 +308,6 @@ def record(study: Any, trial: Any, ret: Any, may_be_shared: bool = False) -> Bas
         tell(study, trial, state=TrialState.PRUNED)
         print(f"trial {trial.number}: pruned ({error})", flush=True)
         return None
-    if may_be_shared and stopping.is_shared(error, trial.params):
-        # Not counted: the same command, once fixed, still gets its whole n_trials.
-        trial.set_user_attr(stopping.SHARED, True)
     fail(study, trial, describe(error)[1])
     return error
 

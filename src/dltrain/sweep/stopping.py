@@ -3,16 +3,25 @@ an ``optimized_metric`` the run cannot log (checked before the first trial).
 
 Why: a sweep whose metric is misspelled, whose data is missing or whose class does not
 import used to run every trial to its end and record each as failed (lightning-hydra-
-template issue #236: a whole GPU budget for one typo). A failure is taken as shared
-when it is the first thing this sweep process saw end, it is a mistake in the setup
-(a config, data, composition or import error, not a runtime failure such as a NaN
-loss or running out of memory, which depend on the values), and its message names
-none of the searched keys or sampled values.
+template issue #236: a whole GPU budget for one typo). Whether a failure is one every
+trial shares is decided on evidence, never on the wording of its message:
+
+- before trial 0 the sweeper builds the objects of the config it starts from, without
+  sampled values (``dltrain.sweep.run``); a failure there is shared by construction;
+- a trial's failure is shared when building that config (further: its data is read)
+  fails with the same message, or when the first ``FIRST_K`` failures, with distinct
+  sampled values among which every searched key took two values or more, all failed
+  with the same message (``SharedErrors``);
+- once a trial of this sweep process completed or was pruned (a sibling in the same
+  batch too, with ``n_jobs > 1``), no failure is shared: the setup works for some values.
+  Runtime failures (``RunError``: a NaN loss, running out of memory) depend on the
+  values and are never shared; ``max_failure_rate`` is there for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -21,8 +30,14 @@ from dltrain.config.task import task_before_data
 from dltrain.errors import ConfigError, RunError, UserError, describe, did_you_mean, find_user_error
 from dltrain.module import logged
 
-#: User attribute of a trial whose error stopped the sweep; it does not count.
+#: User attribute of a trial whose error stopped the sweep; it does not count (older
+#: studies; now the study's ``SHARED_TRIALS`` attribute lists them).
 SHARED = "shared_error"
+#: Study attribute: numbers of the trials that failed with a shared error. They do not
+#: count toward ``n_trials``: the same command, once fixed, still gets its whole total.
+SHARED_TRIALS = "dltrain:shared_error_trials"
+#: Failures with distinct sampled values, all with one message, that make it shared.
+FIRST_K = 3
 
 
 class SweepStopped(Exception):
@@ -39,7 +54,7 @@ class SweepStopped(Exception):
             return (
                 f"sweep stopped: trial {self.number} failed for a reason that does not depend "
                 "on its sampled values, so every trial would fail the same way "
-                "(that trial does not count toward n_trials)"
+                "(the trials that failed so do not count toward n_trials)"
             )
         return (
             f"sweep stopped: more than {max_failure_rate:g} of its trials failed "
@@ -54,41 +69,90 @@ class SweepStopped(Exception):
         user = find_user_error(self.error)
         code, message = describe(self.error)
         if self.shared:
-            return ConfigError(user.what, user.fix) if user else ConfigError(message)
+            return shared_error(self.error)
         if user is not None:
             return user
         return ConfigError(message) if code == 2 else RunError(message)
 
 
-def is_shared(error: BaseException, params: Mapping[str, Any]) -> bool:
-    """Whether ``error`` would be the same for any sampled values (see the module doc)."""
+def shared_error(error: BaseException) -> ConfigError:
+    """A shared failure as the CLI reports it: its own line, exit 2."""
     user = find_user_error(error)
-    if isinstance(user, RunError):
-        return False
-    code, message = describe(error)
-    setup_error = user is not None or _import_error(error) or (code == 2)
-    if not setup_error:
-        return False
-    named = [str(k) for k in params] + [_text(v) for v in params.values()]
-    return not any(word and word in message for word in named)
+    return ConfigError(user.what, user.fix) if user else ConfigError(describe(error)[1])
 
 
-def _import_error(error: BaseException) -> bool:
-    seen: set[int] = set()
-    cur: BaseException | None = error
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, ImportError) or "Error locating target" in str(cur):
-            return True
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return False
+@dataclass
+class Shared:
+    """Trial ``number`` failed with ``error``, an error every trial would share;
+    ``numbers``: this sweep's trials that failed with it."""
+
+    number: int
+    error: BaseException
+    numbers: list[int]
 
 
-def _text(value: Any) -> str:
-    """A sampled value as it would appear in a message; short numbers are skipped (a
-    "0" or "1" occurs in many messages by chance)."""
-    text = str(value)
-    return text if len(text) >= 3 else ""
+@dataclass
+class SharedErrors:
+    """The evidence that a failure does not depend on the sampled values (module doc).
+
+    ``base_error``: builds the config the sweep started from, without sampled values,
+    as far as a run's setup goes, and returns its error message (``None``: it builds);
+    asked once, at the first failure. ``enabled``: ``hydra.sweeper.stop_on_shared_error``.
+    """
+
+    base_error: Callable[[], str | None] | None = None
+    enabled: bool = True
+    k: int = FIRST_K
+    #: A trial of this process completed or was pruned: no failure is shared any more.
+    went_on: bool = False
+    #: (trial number, sampled values or None when unknown, message) of each failure.
+    failures: list[tuple[int, dict[str, Any] | None, str]] = field(default_factory=list)
+    _base: list[str | None] = field(default_factory=list)
+
+    def judge(
+        self, outcomes: Sequence[tuple[int, Mapping[str, Any] | None, BaseException | None]]
+    ) -> Shared | None:
+        """One batch's outcomes, ``(number, params, error or None)``: the first failure
+        shown to be shared, or None. ``params`` None: the values that failed are not
+        known (a launch that failed for the whole batch); such failures are compared with
+        the base only."""
+        if any(error is None for *_, error in outcomes):
+            self.went_on = True
+        if self.went_on or not self.enabled:
+            return None
+        for number, params, error in sorted(outcomes, key=lambda o: o[0]):
+            assert error is not None
+            message = describe(error)[1]
+            self.failures.append((number, None if params is None else dict(params), message))
+            if isinstance(find_user_error(error), RunError):
+                continue  # it depends on the values
+            if message == self.base_message() or self.first_agree(message):
+                numbers = [n for n, _, m in self.failures if m == message]
+                return Shared(number, error, numbers)
+        return None
+
+    def base_message(self) -> str | None:
+        """The error of the config without sampled values (built once, lazily)."""
+        if self.base_error is None:
+            return None
+        if not self._base:
+            self._base.append(self.base_error())
+        return self._base[0]
+
+    def first_agree(self, message: str) -> bool:
+        """Every failure so far ended with ``message``, ``k`` or more of them with
+        distinct sampled values, and every searched key took two values among them."""
+        if any(m != message or p is None for _, p, m in self.failures):
+            return False
+        distinct = {_values_key(p): p for _, p, _ in self.failures if p is not None}
+        if len(distinct) < self.k:
+            return False
+        keys = {key for params in distinct.values() for key in params}
+        return all(len({repr(p.get(key)) for p in distinct.values()}) >= 2 for key in keys)
+
+
+def _values_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(k), repr(v)) for k, v in params.items()))
 
 
 def metric_names(value: Any) -> list[str]:

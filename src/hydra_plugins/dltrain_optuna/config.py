@@ -23,7 +23,7 @@ class DltrainOptunaSweeperConf:
     # Hydra while it instantiates the sweeper.
     _recursive_: bool = False
     # The study's name in its storage; the same name continues the same study.
-    # null: the hparams_search option's name (else the task's).
+    # null: the hparams_search option's name (else the task's), in the sweep directory too.
     study_name: Optional[str] = None  # noqa: UP045
     # maximize | minimize the value the task returns (cfg.optimized_metric), or a list
     # (one per name when optimized_metric is a list: a multi-objective study).
@@ -45,9 +45,12 @@ class DltrainOptunaSweeperConf:
     heartbeat_interval: Optional[int] = 60  # noqa: UP045
     grace_period: Optional[int] = None  # noqa: UP045
     # Stop when more than this share of the sweep's trials failed (0.0: at the first
-    # failure, hydra-optuna-sweeper's default). Errors every trial would share (metric
-    # not logged, missing data) stop the sweep after its first trial in any case.
+    # failure, hydra-optuna-sweeper's default).
     max_failure_rate: float = 1.0
+    # Stop at an error shown to be one every trial would share (dltrain.sweep.stopping:
+    # the config fails to build without sampled values too, or the first 3 failures with
+    # distinct values failed alike, before any trial completed). false: never.
+    stop_on_shared_error: bool = True
     # A name (tpe | random | grid | cmaes | qmc), {name: .., <its arguments>}, or
     # {_target_: optuna.samplers.X, ...}. null: {name: tpe, seed: 42}.
     sampler: Any = None

@@ -32,4 +32,28 @@ class DltrainOptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from dltrain.sweep.run import run_sweep
 
-        return run_sweep(self, arguments)
+        return run_sweep(self, arguments, build=build_objects)
+
+
+def build_objects(cfg: DictConfig, deep: bool) -> None:
+    """What a run does before it trains, with ``dl-train``'s own checks and builders:
+    the config's checks, the data module (a table is read and ``cfg`` learns its task),
+    then the net and the LightningModule, or the boosted-tree model; ``deep``: the data
+    is read too. The sweep asks for it once before its first trial and to judge a
+    failure (``dltrain.sweep.stopping``); it lives here, at the top, because nothing in
+    ``dltrain`` below the commands may import them."""
+    from hydra.utils import instantiate
+
+    from dltrain.commands import build
+    from dltrain.config.checks import validate
+    from dltrain.trees.boosters import is_booster
+
+    validate(cfg)
+    dm = build.datamodule(cfg)
+    if is_booster(cfg.model.get("_target_")):
+        instantiate(cfg.model)
+    else:
+        build.module(cfg, dm)
+    if deep:
+        dm.prepare_data()
+        dm.setup("fit")
