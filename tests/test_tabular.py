@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from conftest import ROOT, run_cli, run_dir_of
 from dltrain.commands.train import run
 from dltrain.data import tabular_prep as prep
+from dltrain.data.tabular import TabularDataModule
 from dltrain.errors import UserError
 
 CONFIGS = ROOT / "configs"
@@ -63,12 +65,22 @@ def results_of(run_dir: Path) -> dict:
 
 
 def test_types_missing_values_unknown_levels_and_a_constant_column(tmp_path: Path) -> None:
-    frame = write_table(tmp_path / "t.csv")
+    """Through the data module, as a run reads a table: types, medians, scaling and
+    vocabularies come from the 300 training rows only. The 100 test rows hold a level
+    training never saw, gaps, and 40 integer levels of 'level' that would make it a
+    number column if the whole table were looked at."""
+    write_table(tmp_path / "t.csv")
     frame = pd.read_csv(tmp_path / "t.csv")  # as a user's file is read
-    train, test = frame.iloc[:300], frame.iloc[300:].reset_index(drop=True)
-    numeric, categorical = prep.infer_columns(frame, "y")
-    assert numeric == ["a", "b", "const"] and categorical == ["color", "flag", "level"]
-    state = prep.fit(train, "y", "regression", numeric, categorical)
+    frame["part"] = ["train"] * 300 + ["test"] * 100
+    frame.loc[300, "color"] = "purple"
+    frame.loc[301, ["a", "color"]] = [np.nan, np.nan]
+    frame.loc[300:, "level"] = np.arange(100) % 40 + 4
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    dm = TabularDataModule(path=str(tmp_path / "t.csv"), target="y", split_column="part")
+    state = dm.prepare_table()
+    train, rows = frame.iloc[:300], frame.iloc[300:].reset_index(drop=True)
+    assert state.task == "regression"
+    assert state.numeric == ["a", "b", "const"] and state.categorical == ["color", "flag", "level"]
     # Fitted on the training rows only.
     assert state.medians[0] == pytest.approx(float(train["a"].median()))
     assert state.centers[1] == pytest.approx(float(train["b"].mean()))
@@ -76,20 +88,20 @@ def test_types_missing_values_unknown_levels_and_a_constant_column(tmp_path: Pat
     assert state.levels == {
         "color": ["blue", "green", "red"], "flag": ["False", "True"], "level": ["1", "2", "3"]
     }  # fmt: skip
-    rows = test.copy()
-    rows.loc[0, "color"] = "purple"  # a level training never saw
-    rows.loc[1, ["a", "color"]] = [np.nan, np.nan]
-    x = prep.features(state, rows)
+    x = dm.test_set.x.numpy()
     assert x.shape == (len(rows), 3 + 1 + 3) and np.isfinite(x).all()
     a_missing = (state.medians[0] - state.centers[0]) / state.scales[0]
     assert x[1, 0] == pytest.approx(a_missing) and x[1, 3] == 1.0  # median + indicator
     assert x[0, 3] == float(np.isnan(rows.loc[0, "a"]))
     assert x[0, 4] == prep.UNKNOWN and x[1, 4] == prep.MISSING
+    assert (x[:, 6] == prep.UNKNOWN).all()  # integer levels training never saw
     assert (x[:, 2] == 0).all()  # the constant column: centred, not divided by zero
     assert state.cardinalities == [5, 4, 5]  # levels + unknown + missing
-    # The state is plain values: a round trip applies the same preprocessing.
-    again = prep.TabularState.from_dict(json.loads(json.dumps(state.to_dict())))
-    assert np.array_equal(prep.features(again, rows), x)
+    # The state is plain values: through a weights_only checkpoint, the same preprocessing.
+    torch.save(dm.state_dict(), tmp_path / "dm.ckpt")
+    stored = torch.load(tmp_path / "dm.ckpt", weights_only=True)["tabular"]
+    again = prep.TabularState.from_dict(stored)
+    assert np.array_equal(prep.features(again, dm.frames["test"]), x)
 
 
 def test_quantile_scaling_matches_scikit_learn() -> None:
@@ -165,7 +177,9 @@ def test_regression_net_through_train_eval_and_predict(tmp_path: Path) -> None:
     data = ["data=tabular", "data.path=t.csv", "data.target=y"]
     out = run_cli([*data, "model=mlp", "trainer.max_epochs=12", "optimizer.lr=0.01"], tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "task: regression (inferred: target 'y' has 615 distinct numbers; " in out.stdout
+    assert (  # 615 rows: 443 of them training rows, where the task is inferred
+        "task: regression (inferred: target 'y' has 443 distinct numbers in the training rows; "
+    ) in out.stdout
     run_dir = run_dir_of(tmp_path)
     metrics = results_of(run_dir)["metrics"]
     for stage in ("train", "val", "test"):
@@ -209,7 +223,9 @@ def test_classification_trees_through_train_eval_and_predict(tmp_path: Path) -> 
     data = ["data=tabular", "data.path=c.csv", "data.target=y"]
     out = run_cli([*data, "model=xgboost", "model.n_estimators=200", "threads=1"], tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "task: classification (inferred: target 'y' has 2 distinct values; " in out.stdout
+    assert (
+        "task: classification (inferred: target 'y' has 2 distinct values in the training rows; "
+    ) in out.stdout
     run_dir = run_dir_of(tmp_path)
     results = results_of(run_dir)
     metrics = results["metrics"]

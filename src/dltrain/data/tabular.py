@@ -1,10 +1,13 @@
 """``data=tabular``: one CSV or Parquet table, a target column, the rest features.
 
-Rows are split (seeded, or by a split column), the preprocessing of
-``tabular_prep.py`` is fitted on the training rows only, and every split becomes one
-float32 matrix in memory, served by the same batch loader as the other datasets. The
-fitted preprocessing is this data module's ``state_dict``: Lightning stores it in
-every checkpoint, and ``dl-eval`` / ``dl-predict`` apply it instead of refitting.
+Rows are split (seeded and, for classes, stratified; or by a split column), column
+types, the task and the preprocessing of ``tabular_prep.py`` are inferred and fitted on
+the training rows only, and every split becomes one float32 matrix in memory, served by
+the same batch loader as the other datasets. The fitted preprocessing, with the table's
+fingerprint and each split's row keys (``tabular_split.py``), is this data module's
+``state_dict``: Lightning stores it in every checkpoint. ``dl-eval`` applies it instead
+of refitting and scores the stored rows, not a split drawn again from today's file;
+``dl-predict`` applies the preprocessing to new rows.
 
 The net, the module and the config learn what the table turned out to be (task,
 input width, classes, embedding sizes) from ``prepare_table()``, which runs before they
@@ -23,6 +26,7 @@ import torch
 from torch import Tensor
 
 from dltrain.data import tabular_prep as prep
+from dltrain.data import tabular_split as split
 from dltrain.data.memory import InMemoryDataModule, Split
 from dltrain.errors import ConfigError, DataError
 
@@ -69,8 +73,8 @@ class TabularDataModule(InMemoryDataModule):
         scaling: ``standard`` | ``quantile`` | ``none`` for numeric columns.
         target_transform: ``log`` fits regression on the log of the target.
         test_fraction, val_fraction: seeded split (validation is cut from the rows left
-            after the test split), unless ``split_column`` names a column of
-            ``train``/``val``/``test`` values.
+            after the test split; stratified by class for classification), unless
+            ``split_column`` names a column of ``train``/``val``/``test`` values.
         shape, num_classes: filled in by ``prepare_table()`` (``None`` in the config).
     """
 
@@ -119,32 +123,55 @@ class TabularDataModule(InMemoryDataModule):
     # ---- fitting ---------------------------------------------------------------------
     def prepare_table(self, state: dict[str, Any] | None = None) -> prep.TabularState:
         """Read and split the table; fit the preprocessing on the training rows, or apply
-        a fitted ``state`` (from a checkpoint). Idempotent."""
+        a fitted ``state`` (from a checkpoint) to the rows of the split it stores.
+        Idempotent."""
         if self.state is not None:
             return self.state
         frame = read_table(self.path)
         prep.check_target(frame, self.target)
         if state is not None:
             self.state = prep.TabularState.from_dict(state)
-            self.frames = self._split_rows(frame)
+            self.frames = self._frames(frame, self._stored_rows(frame))
         else:
-            self.frames = self._split_rows(frame)
-            self.state = self._fit(frame, self.frames["train"])
+            parts = self._split_rows(frame)
+            self.frames = self._frames(frame, parts)
+            self.state = self._fit(self.frames["train"])
+            self.state.split = split.record(self.path, frame, parts)
         self._tensors()
         return self.state
 
-    def _fit(self, frame: Any, train: Any) -> prep.TabularState:
+    def _stored_rows(self, frame: Any) -> dict[str, np.ndarray]:
+        stored = self.state.split if self.state is not None else None
+        if not stored:
+            raise DataError(
+                "the checkpoint does not record which rows of its table were test rows (it "
+                "was written before dl-train stored them)",
+                "train it again to evaluate it",
+            )
+        return split.stored_rows(self.path, frame, stored)
+
+    def _frames(self, frame: Any, parts: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Rows of each split, in table order (training kept even when empty)."""
+        if self.split_column:
+            frame = frame.drop(columns=[str(self.split_column)])
+        return {
+            k: frame.iloc[np.sort(v)].reset_index(drop=True)
+            for k, v in parts.items()
+            if len(v) or k == "train"
+        }
+
+    def _fit(self, train: Any) -> prep.TabularState:
         if self.scaling not in prep.SCALINGS:
             raise ConfigError(
                 f"data.scaling={self.scaling} is unknown", f"use one of: {', '.join(prep.SCALINGS)}"
             )
         task = self.task
         if task is None:
-            task, why = prep.infer_task(frame[self.target])
+            task, why = prep.infer_task(train[self.target])
             other = "regression" if task == "classification" else "classification"
             print(
-                f"task: {task} (inferred: target '{self.target}' has {why}; "
-                f"set task={other} to change)",
+                f"task: {task} (inferred: target '{self.target}' has {why} in the training "
+                f"rows; set task={other} to change)",
                 file=sys.stderr if _quiet() else sys.stdout,
                 flush=True,
             )
@@ -155,13 +182,14 @@ class TabularDataModule(InMemoryDataModule):
                 f"data.target_transform={self.target_transform} applies to regression only",
                 "use data.target_transform=null for classification",
             )
-        numeric, categorical = prep.infer_columns(frame, self.target, *self.declared)
+        numeric, categorical = prep.infer_columns(train, self.target, *self.declared)
         return prep.fit(
             train, self.target, task, numeric, categorical, self.scaling, self.target_transform
         )
 
-    def _split_rows(self, frame: Any) -> dict[str, Any]:
-        """Rows of each split: by ``split_column``, else one seeded permutation."""
+    def _split_rows(self, frame: Any) -> dict[str, np.ndarray]:
+        """Row positions of each split: by ``split_column``, else seeded (stratified by
+        class when the target is one of classes)."""
         if self.split_column:
             return self._by_column(frame)
         n = len(frame)
@@ -180,14 +208,29 @@ class TabularDataModule(InMemoryDataModule):
                 "training two)",
                 "use a larger table, or larger fractions",
             )
-        perm = np.random.default_rng(self.seed).permutation(n)
-        parts = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val]}
-        parts["train"] = perm[n_test + n_val :]
-        return {
-            k: frame.iloc[np.sort(v)].reset_index(drop=True) for k, v in parts.items() if len(v)
-        }
+        labels = self._strata(frame)
+        if labels is None:
+            perm = np.random.default_rng(self.seed).permutation(n)
+            parts = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val]}
+            parts["train"] = perm[n_test + n_val :]
+            return parts
+        split.rare_classes(labels, 3 if n_val else 2, self.target)
+        test, rest = split.cut(np.arange(n), n_test, self.seed, labels, "test", self.target)
+        if not n_val:
+            return {"test": test, "val": rest[:0], "train": rest}
+        val, train = split.cut(rest, n_val, self.seed, labels[rest], "validation", self.target)
+        return {"test": test, "val": val, "train": train}
 
-    def _by_column(self, frame: Any) -> dict[str, Any]:
+    def _strata(self, frame: Any) -> np.ndarray | None:
+        """The classes to stratify by: the target's, for a classification task (given,
+        or inferred from the whole column: for the split only, the task itself is
+        inferred from the training rows)."""
+        task = self.task or prep.infer_task(frame[self.target])[0]
+        if task != "classification":
+            return None
+        return prep.as_text(frame[self.target]).to_numpy(dtype=str)
+
+    def _by_column(self, frame: Any) -> dict[str, np.ndarray]:
         col = str(self.split_column)
         if col not in frame.columns:
             raise ConfigError(
@@ -201,8 +244,7 @@ class TabularDataModule(InMemoryDataModule):
                 f"split column '{col}' has value {bad.iloc[0]!r} in {len(bad)} row(s)",
                 "use train, val or test in every row",
             )
-        rest = frame.drop(columns=[col])
-        out = {s: rest[names == s].reset_index(drop=True) for s in ("train", "val", "test")}
+        out = {s: np.flatnonzero((names == s).to_numpy()) for s in ("train", "val", "test")}
         if len(out["train"]) < 2 or len(out["test"]) < 1:
             raise DataError(
                 f"split column '{col}' gives {len(out['train'])} training and "
@@ -210,7 +252,7 @@ class TabularDataModule(InMemoryDataModule):
                 "mark at least two rows train and one test",
             )
         self.val_fraction = 1.0 if len(out["val"]) else 0.0  # has_val follows the column
-        return {k: v for k, v in out.items() if len(v)}
+        return out
 
     def _tensors(self) -> None:
         state = self.state

@@ -55,6 +55,9 @@ class TabularState:
     target_transform: str | None = None  # regression: None | "log"
     target_mean: float = 0.0  # regression: of the (transformed) training target
     target_std: float = 1.0
+    #: The rows it was fitted on: the table's fingerprint and each split's row keys
+    #: (``tabular_split.record``); empty in checkpoints written before it was stored.
+    split: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_numeric(self) -> int:
@@ -136,11 +139,25 @@ def infer_columns(
 
 
 def _is_categorical(column: pd.Series) -> bool:
+    column = _as_read(column)
     if pd.api.types.is_bool_dtype(column):
         return True
     if pd.api.types.is_integer_dtype(column):
         return column.nunique(dropna=True) <= MAX_INT_LEVELS
     return not pd.api.types.is_numeric_dtype(column)
+
+
+def _as_read(column: pd.Series) -> pd.Series:
+    """The column as a file of these rows alone would have been read: text whose values
+    are all numbers is numbers (one text value in a row outside the training split makes
+    pandas read the whole column as text)."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return column
+    values = column.dropna()
+    if values.empty or values.map(lambda v: isinstance(v, (bool, np.bool_))).any():
+        return column
+    numbers = pd.to_numeric(values, errors="coerce")
+    return column if numbers.isna().any() else pd.to_numeric(column)
 
 
 def infer_task(column: pd.Series) -> tuple[str, str]:
