@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_image_folder, run_cli
+from conftest import make_image_folder, run_cli, run_dir_of
 from dltrain.data import record_cache
 from dltrain.data.image_decode import CHUNK
 from dltrain.data.image_folder import ImageFolderDataModule
@@ -119,28 +119,30 @@ def test_peak_memory_of_a_run_does_not_grow_with_the_folder(tmp_path: Path) -> N
     assert peaks["full"] - peaks["quarter"] < 25, peaks  # the decoded data differ by 88 MB
 
 
-def test_ddp_ranks_decode_the_folder_once(tmp_path: Path) -> None:
-    root = make_image_folder(tmp_path / "images", per_class=40)
+@pytest.mark.parametrize("cached", [True, False], ids=["cache_dir", "no_cache_dir"])
+def test_ddp_ranks_decode_the_folder_once(tmp_path: Path, cached: bool) -> None:
+    """Rank 0 lists the folder (stats every file for the key) and decodes it; rank 1
+    opens what rank 0 wrote. Before, with ``cache_dir=null`` every rank decoded the whole
+    folder itself, and with a cache every rank listed and stat-ed every file again."""
+    root = make_image_folder(tmp_path / "images", per_class=4)
     cache = tmp_path / "cache"
     out = run_cli(
         [
-            "trainer=ddp_cpu",
-            "data=image_folder",
-            f"data.root={root}",
-            "data.num_classes=3",
-            "data.shape=[3,16,16]",
-            f"data.cache_dir={cache}",
-            "model=mlp",
-            "trainer.max_epochs=1",
-            "logger=none",
-            "callbacks=none",
+            "trainer=ddp_cpu", "data=image_folder", f"data.root={root}", "data.num_classes=3",
+            "data.shape=[3,8,8]", f"data.cache_dir={cache if cached else 'null'}",
+            "data.workers=1", "data.batch_size=4", "data.val_fraction=0", "model=mlp",
+            "model.hidden=[4]", "trainer.max_epochs=1", "logger=none", "callbacks=none",
         ],  # fmt: skip
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    # Rank 0 decodes (prepare_data), rank 1 waits and opens the same cache.
-    assert out.stderr.count("decoded 120 images") == 1, out.stderr
-    assert len(finished(cache)) == 1 and not list(cache.glob("*.partial"))
+    assert out.stderr.count("decoded 12 images") == 1, out.stderr
+    log = (run_dir_of(tmp_path) / "train.log").read_text()
+    assert log.count(f"image folder {root}: 12 images in 3 classes") == 1, log
+    if cached:
+        assert len(finished(cache)) == 1 and not list(cache.glob("*.partial"))
+    else:
+        assert not cache.exists()
 
 
 def test_a_cache_that_does_not_fit_the_disk_is_refused_before_decoding(

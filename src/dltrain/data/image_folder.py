@@ -10,14 +10,22 @@ memory-mapped cache under ``cache_dir`` (``data/record_cache.py``) keyed by ever
 file's path, size and modification time and the stored shape, so a changed folder is
 read again, a killed first pass continues where it stopped, and a run's memory does
 not grow with the folder. The decoding runs in ``prepare_data`` (once per node under
-DDP; the other ranks wait, then open the cache in ``setup``).
+DDP; the other ranks wait, then open the cache in ``setup`` by the key rank 0 sends, so
+only rank 0 lists and stats the folder's files). Without ``cache_dir`` the records go to
+a temporary folder, decoded once per node too: its local rank 0 decodes, every rank maps
+it, then it is removed (the maps keep the data).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +36,14 @@ from dltrain.data.image_decode import fill_images
 from dltrain.data.memory import InMemoryDataModule, Split
 from dltrain.errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
+
 #: Bump when the cached format or the decoding changes.
 CACHE_VERSION = 2
 #: The held-out test split is fixed (independent of the run's seed).
 TEST_SPLIT_SEED = 0
+#: The records' name in a temporary cache: private to the run, so no key is needed.
+PRIVATE = "records"
 
 
 class ImageFolderDataModule(InMemoryDataModule):
@@ -62,6 +74,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         self.workers = int(workers) if workers else None
         self.classes: list[str] = []
         self._val_folder: Split | None = None
+        self._prepared: record_cache.RecordSet | None = None
         if self.cache_shape[0] not in (1, 3):
             raise ConfigError(
                 f"data.shape={list(self.shape)} asks for {self.shape[0]} channels",
@@ -71,11 +84,16 @@ class ImageFolderDataModule(InMemoryDataModule):
     def prepare_data(self) -> None:
         """Decode into the cache here (Lightning: local rank 0 only, the others wait at
         a barrier); ``setup`` then opens it in every process."""
-        if self.cache_dir is not None:
-            self.records()
+        if self.cache_dir is not None and self._prepared is None:
+            self._prepared = self.records()
 
-    def records(self) -> record_cache.RecordSet:
-        """The folder's records, decoded into the cache first if they are not there."""
+    def records(
+        self, cache_dir: Path | None = None, private: bool = False
+    ) -> record_cache.RecordSet:
+        """The folder's records, decoded into the cache first if they are not there.
+        ``private``: into ``cache_dir`` (``None``: a temporary folder) under a fixed name,
+        without statting every file for a key."""
+        cache_dir = cache_dir if private else self.cache_dir
         files = self._files(self._split_dirs())
         names = list(files)
         items = [item for name in names for item in files[name]]
@@ -84,10 +102,13 @@ class ImageFolderDataModule(InMemoryDataModule):
             bounds[name] = (start, start + len(files[name]))
             start += len(files[name])
         labels = np.array([label for _, label in items], dtype=np.int64)
+        log.info(
+            "image folder %s: %d images in %d classes", self.root, len(items), len(self.classes)
+        )
         paths = [path for path, _ in items]
         return record_cache.build(
-            self.cache_dir,
-            self._cache_key(files),
+            cache_dir,
+            PRIVATE if private or cache_dir is None else self._cache_key(files),
             self.cache_shape,
             labels,
             bounds,
@@ -95,7 +116,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         )
 
     def load(self) -> tuple[Split, Split]:
-        records = self.records()
+        records = self._shared_records()
         splits = {
             name: Split(records.x, records.y[a:b], torch.arange(a, b), records.path)
             for name, (a, b) in records.splits.items()
@@ -109,6 +130,45 @@ class ImageFolderDataModule(InMemoryDataModule):
             train, test = _hold_out(train, self.test_fraction)
         self._val_folder = splits.get("val")
         return train, test
+
+    # ---- one decode for every rank ------------------------------------------------------
+    def _shared_records(self) -> record_cache.RecordSet:
+        """The records every rank maps, decoded (and the folder listed) once."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return self._prepared or self.records()
+        if self.cache_dir is None:
+            return self._decode_once(trainer)
+        # Rank 0 prepared the cache: the others open it by its key, without listing the
+        # folder. A node whose own cache_dir lacks it (a node-local disk, files with
+        # other times there) lists and decodes for itself.
+        key = self._prepared.path.name if self._prepared is not None else None
+        key, classes = trainer.strategy.broadcast((key, self.classes))
+        if self._prepared is not None and self._prepared.path.name == key:
+            return self._prepared
+        if key is not None and record_cache.exists(self.cache_dir, key):
+            self.classes = list(classes)
+            return record_cache.open_cache(self.cache_dir / key)
+        return self.records()
+
+    def _decode_once(self, trainer: Any) -> record_cache.RecordSet:
+        """``cache_dir=null`` under DDP: each node's local rank 0 decodes into a temporary
+        folder all ranks agree on (rank 0 names it), every rank maps it, then it goes."""
+        strategy = trainer.strategy
+        token = strategy.broadcast(uuid.uuid4().hex)
+        folder = Path(tempfile.gettempdir()) / f"dltrain-records-{token}"
+        decoder = trainer.local_rank == 0
+        try:
+            if decoder:
+                self.records(folder, private=True)
+            strategy.barrier("image folder decoded")
+            opened = record_cache.open_cache(folder / PRIVATE)
+            self.classes = list(strategy.broadcast(self.classes))
+            strategy.barrier("image folder mapped")
+        finally:
+            if decoder:
+                shutil.rmtree(folder, ignore_errors=True)
+        return opened
 
     def _split(self, train: Split) -> tuple[Split, Split | None]:
         if self._val_folder is not None:  # a val/ folder replaces the random split
