@@ -128,10 +128,20 @@ def test_ddp_ranks_decode_the_folder_once(tmp_path: Path, cached: bool) -> None:
     cache = tmp_path / "cache"
     out = run_cli(
         [
-            "trainer=ddp_cpu", "data=image_folder", f"data.root={root}", "data.num_classes=3",
-            "data.shape=[3,8,8]", f"data.cache_dir={cache if cached else 'null'}",
-            "data.workers=1", "data.batch_size=4", "data.val_fraction=0", "model=mlp",
-            "model.hidden=[4]", "trainer.max_epochs=1", "logger=none", "callbacks=none",
+            "trainer=ddp_cpu",
+            "data=image_folder",
+            f"data.root={root}",
+            "data.num_classes=3",
+            "data.shape=[3,8,8]",
+            f"data.cache_dir={cache if cached else 'null'}",
+            "data.workers=1",
+            "data.batch_size=4",
+            "data.val_fraction=0",
+            "model=mlp",
+            "model.hidden=[4]",
+            "trainer.max_epochs=1",
+            "logger=none",
+            "callbacks=none",
         ],  # fmt: skip
         cwd=tmp_path,
     )
