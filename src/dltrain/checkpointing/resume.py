@@ -4,8 +4,8 @@
 the run directory already holds one (or from a newer ``hpc_ckpt_N.ckpt`` that
 Lightning's SLURM requeue wrote), and starts fresh otherwise; ``ckpt_path=...`` picks
 a file. Lightning restores weights, optimizer, scheduler, loop counters, callback
-state and the batch loader's position; ``RunState`` adds the global RNG streams and
-the metrics of a run that had already finished training.
+state and the batch loader's position; ``RunState`` adds the global RNG streams (every
+rank's) and the metrics of a run that had already finished training.
 """
 
 from __future__ import annotations
@@ -114,14 +114,29 @@ class RunState(Callback):
     """Checkpoint the global RNG streams (torch, CUDA, numpy, Python) and the run's
     latest metrics, so a resumed run draws the same random numbers (dropout,
     augmentation) as an uninterrupted one and reports the same metrics even when the
-    checkpoint was written after the last epoch."""
+    checkpoint was written after the last epoch.
+
+    Under DDP each rank draws its own numbers: every rank is seeded alike (the model
+    starts the same everywhere), so at the start of training each rank's streams are
+    reseeded from ``(seed, rank)``; otherwise every rank would apply the same crops,
+    flips and dropout masks to its own samples. Every rank's streams are then gathered
+    into each checkpoint (``rng_by_rank``; ``rng`` is rank 0's) and each rank restores
+    its own on resume. A checkpoint with fewer ranks' streams (an older one, or another
+    world size) gives the other ranks fresh ``(seed, rank)`` streams."""
 
     def __init__(self) -> None:
         self._trainer: pl.Trainer | None = None
         self._restored_metrics: dict[str, float] = {}
+        self._restored_rng = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer = trainer
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After the model is built and wrapped, before the first batch; a resumed run's
+        # streams came from its checkpoint instead.
+        if trainer.world_size > 1 and not self._restored_rng:
+            _seed_rank(trainer.global_rank)
 
     def state_dict(self) -> dict[str, Any]:
         metrics: dict[str, float] = {}
@@ -129,10 +144,17 @@ class RunState(Callback):
             for key, value in self._trainer.callback_metrics.items():
                 if getattr(value, "numel", lambda: 1)() == 1:
                     metrics[key] = float(value)
-        return {"rng": _rng_state(), "metrics": metrics}
+        states = _gather_from_ranks(_rng_state())  # every rank saves together
+        return {"rng": states[0], "rng_by_rank": states, "metrics": metrics}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        _set_rng_state(state["rng"])
+        rank = self._trainer.global_rank if self._trainer is not None else 0
+        states = state.get("rng_by_rank") or [state["rng"]]
+        if rank < len(states):
+            _set_rng_state(states[rank])
+        else:
+            _seed_rank(rank)
+        self._restored_rng = True
         self._restored_metrics = dict(state.get("metrics", {}))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -142,6 +164,32 @@ class RunState(Callback):
         metrics = trainer.callback_metrics
         for key, value in self._restored_metrics.items():
             metrics.setdefault(key, torch.tensor(value))
+
+
+def _seed_rank(rank: int) -> None:
+    """Reseed this process's streams (Python, numpy, torch with CUDA) from the run's
+    seed (``seed_everything``'s, which ``torch.initial_seed`` reports) and ``rank``."""
+    import random
+
+    import numpy as np
+    import torch
+
+    seed = int(np.random.SeedSequence([torch.initial_seed(), rank]).generate_state(1)[0])
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _gather_from_ranks(value: Any) -> list[Any]:
+    """``value`` of every rank, in rank order (``[value]`` in one process). Plain
+    values and CPU tensors only: they travel pickled."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def _rng_state() -> dict[str, Any]:

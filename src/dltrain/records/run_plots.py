@@ -15,7 +15,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback
+from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from dltrain.data.batches import PAD_LABEL
@@ -36,8 +38,11 @@ class RunPlots(Callback):
     The confusion matrix needs the test predictions: ``test_step`` returns
     ``{"preds": ..., "target": ...}`` and a torchmetrics ``MulticlassConfusionMatrix``
     accumulates them on the device (synced across processes under DDP). With ``"probs"``
-    too, the ROC curves are drawn from the probabilities (rank 0's share under DDP);
-    a regression ``test_step`` returns ``{"values": ..., "target": ...}`` instead.
+    too, the ROC curves are drawn from the probabilities; a regression ``test_step``
+    returns ``{"values": ..., "target": ...}`` instead. Under DDP every rank's
+    probabilities or values are gathered, and the padding samples of the evaluation
+    shards dropped, so the ROC and predicted-vs-true plots cover exactly the samples
+    the test metrics score (the count is in each PNG's ``Samples`` text field).
     """
 
     def __init__(
@@ -130,30 +135,31 @@ class RunPlots(Callback):
             self._confmat.update(outputs["preds"], outputs["target"])
         for key in ("probs", "values"):
             if key in outputs:
-                self._kept[key].append(outputs[key].detach().float().cpu())
-                self._kept["target"].append(outputs["target"].detach().cpu())
+                target = outputs["target"].detach()
+                real = _real(target)  # no padding samples
+                self._kept[key].append(outputs[key].detach()[real].float().cpu())
+                self._kept["target"].append(target[real].cpu())
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         kept, self._kept = self._kept, {}
         names = self.class_names or getattr(trainer.datamodule, "classes", None)
-        if trainer.is_global_zero and kept.get("target"):
-            import torch
-
-            target = torch.cat(kept["target"]).numpy()
-            real = target != PAD_LABEL  # no padding samples
-            if kept["probs"]:
-                probs = torch.cat(kept["probs"]).numpy()[real]
+        # Every rank gathers (each ran the same number of test batches); rank 0 draws.
+        rows = {k: _gather_rows(trainer, v) for k, v in kept.items() if v and kept.get("target")}
+        if trainer.is_global_zero and "target" in rows:
+            target = rows["target"].numpy()
+            if "probs" in rows:
+                probs = rows["probs"].numpy()
                 if np.isfinite(probs).all():
                     roc = self.plot_dir / "roc.png"
-                    path = plotting.roc_curves(probs, target[real], roc, names)
+                    path = plotting.roc_curves(probs, target, roc, names)
                     log.info("wrote %s", path)
                 else:  # a diverged run (e.g. nan_policy=skip kept it going): nothing to rank
                     log.warning("roc.png not drawn: the test probabilities are not all finite")
-            if kept["values"]:
+            if "values" in rows:
                 label = getattr(trainer.datamodule, "target_label", "target")
                 path = plotting.regression(
-                    torch.cat(kept["values"]).numpy()[real],
-                    target[real],
+                    rows["values"].numpy(),
+                    target,
                     self.plot_dir / "predicted_vs_true.png",
                     label,
                 )
@@ -179,3 +185,25 @@ class RunPlots(Callback):
 
     def _title(self) -> str:
         return f"Learning curves: {self.run_dir.name}"
+
+
+def _gather_rows(trainer: pl.Trainer, parts: list[Tensor]) -> Tensor:
+    """This rank's tensors concatenated, then every rank's rows (on the CPU). Without
+    their padding samples the shards may differ in length, so each rank's rows are
+    padded to the longest for Lightning's ``all_gather`` and trimmed after."""
+    local = torch.cat(parts)
+    if trainer.world_size == 1:
+        return local
+    strategy = trainer.strategy
+    count = torch.tensor([len(local)], device=strategy.root_device)
+    counts = strategy.all_gather(count).reshape(-1).tolist()
+    padded = local.new_zeros((max(counts), *local.shape[1:]))
+    padded[: len(local)] = local
+    rows = strategy.all_gather(padded.to(strategy.root_device)).cpu()  # (world, longest, ...)
+    return torch.cat([r[:n] for r, n in zip(rows, counts, strict=True)])
+
+
+def _real(target: Tensor) -> Tensor:
+    """The mask of real samples: padding carries ``PAD_LABEL`` (class labels) or
+    ``PAD_TARGET`` (NaN, float targets) (``data/batches.py``)."""
+    return ~target.isnan() if target.is_floating_point() else target != PAD_LABEL
