@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.checkpointing.checkpoint_io import SafeCheckpointIO
+from dltrain.config import combinations
 from dltrain.config import task as run_task
 from dltrain.config.targets import DATA_DESCRIPTIVE, MODULE_GIVEN
 from dltrain.errors import ConfigError
@@ -101,6 +102,43 @@ def module(cfg: DictConfig, dm: Any = None) -> pl.LightningModule:
     return out
 
 
+def stored_arguments(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """What the module's and the data module's constructors get, as plain config values
+    (per checkpoint key, see ``checkpoint_io.HPARAM_KEYS``). A module that calls
+    ``save_hyperparameters()`` captures the built net and the optimizer and scheduler
+    factories; its checkpoints store these values in their place, so they stay
+    ``weights_only`` loadable and say how each object is built."""
+    node = cfg.get("module")
+    if node is None:
+        node = OmegaConf.create(DEFAULT_MODULE, parent=cfg)
+    given = {
+        "net": cfg.model,
+        "optimizer": cfg.optimizer,
+        "scheduler": cfg.scheduler.get("scheduler"),
+        "scheduler_interval": cfg.scheduler.get("interval", "epoch"),
+        "metrics": cfg.get("metrics"),
+    }
+    module_args = {**_arguments(node), **{k: _plain(v) for k, v in given.items()}}
+    return {"hyper_parameters": module_args, "datamodule_hyper_parameters": _arguments(cfg.data)}
+
+
+def _arguments(node: Any) -> dict[str, Any]:
+    """A config node's constructor arguments (no ``_target_``-like keys), plain."""
+    plain = _plain(node)
+    if not isinstance(plain, dict):
+        return {}
+    return {k: v for k, v in plain.items() if not (k.startswith("_") and k.endswith("_"))}
+
+
+def _plain(node: Any) -> Any:
+    if not OmegaConf.is_config(node):
+        return node
+    try:
+        return OmegaConf.to_container(node, resolve=True)
+    except Exception:  # noqa: BLE001 - a value only a running Hydra job resolves
+        return OmegaConf.to_container(node, resolve=False)
+
+
 def _accepted(target: Any, given: dict[str, Any]) -> dict[str, Any]:
     """The entries of ``given`` that ``target``'s signature takes (all, with **kwargs)."""
     params = inspect.signature(target).parameters.values()
@@ -124,26 +162,29 @@ def classification_metrics(cfg: DictConfig) -> dict[str, list[str]]:
     return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
 
-def has_validation(cfg: DictConfig) -> bool:
-    return float(cfg.data.get("val_fraction", 0.0)) > 0 and cfg.trainer.get(
-        "limit_val_batches"
-    ) not in (0, 0.0)
+def has_validation(cfg: DictConfig, dm: Any = None) -> bool:
+    """Does this run have a validation split: asked of the built data module ``dm``
+    (of its class and config before it is built); ``config/combinations.py``."""
+    data = dm if dm is not None else _plain(cfg.data)
+    return combinations.has_validation(data, cfg.trainer)
 
 
-def callbacks(cfg: DictConfig, with_logger: bool) -> list[Callback]:
-    """Callbacks from ``cfg.callbacks``, adapted to runs without validation or logger."""
+def callbacks(cfg: DictConfig, with_logger: bool, dm: Any = None) -> list[Callback]:
+    """Callbacks from ``cfg.callbacks``, adapted to runs without validation or logger
+    (``dm``: the built data module, which knows whether it has a validation split)."""
     node = cfg.get("callbacks") or {}
+    validates = has_validation(cfg, dm)
     out: list[Callback] = []
     for spec in node.values():
         if spec is None or "_target_" not in spec:
             continue
-        if not has_validation(cfg) and str(spec.get("monitor", "")).startswith("val/"):
+        if not validates and str(spec.get("monitor", "")).startswith("val/"):
             continue  # no validation: no best checkpoint, no early stopping
         cb = instantiate(spec)
         if isinstance(cb, LearningRateMonitor) and not with_logger:
             continue  # it refuses to run without a logger
         out.append(cb)
-    if cfg.get("trial") is not None and has_validation(cfg):
+    if cfg.get("trial") is not None and validates:
         # A trial of an Optuna sweep (the sweeper sets cfg.trial): report and prune.
         from dltrain.sweep.pruning import trial_pruning
 
@@ -176,8 +217,8 @@ def trainer(
         "logger": logs or False,
         "enable_progress_bar": has_bar,
         "enable_checkpointing": has_ckpt,
-        # Atomic saves and weights_only loads for every checkpoint (see checkpoints.py).
-        "plugins": [SafeCheckpointIO()],
+        # Atomic saves of plain values and weights_only loads for every checkpoint.
+        "plugins": [SafeCheckpointIO(stored_arguments(cfg))],
     }
     kwargs.update(hardware_settings(cfg, net))
     kwargs.update(overrides)

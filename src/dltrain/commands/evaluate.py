@@ -69,12 +69,12 @@ def _evaluate_net(
 ) -> tuple[dict[str, float], bool]:
     datamodule = build.datamodule(run_cfg, fitted=fitted)
     module = build.module(run_cfg, datamodule)
-    bar = [c for c in build.callbacks(run_cfg, with_logger=False) if _is_progress(c)]
+    bar = [c for c in build.callbacks(run_cfg, False, datamodule) if _is_progress(c)]
     trainer = build.trainer(
         run_cfg, bar, [], net=getattr(module, "net", module), default_root_dir=cfg.paths.output_dir
     )
     metrics: dict[str, float] = {}
-    if build.has_validation(run_cfg):
+    if build.has_validation(run_cfg, datamodule):
         trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)
         metrics.update(_scalars(trainer.callback_metrics))
     trainer.test(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)

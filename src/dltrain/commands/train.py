@@ -16,6 +16,7 @@ from dltrain.checkpointing import resume
 from dltrain.checkpointing.signals import StopOnSignal, interruption
 from dltrain.commands import build
 from dltrain.config.checks import is_multirun, validate_run
+from dltrain.config.combinations import check_plateau
 from dltrain.errors import ConfigError, find_user_error
 from dltrain.records import terminal
 from dltrain.records.results import write_results
@@ -75,9 +76,10 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         from dltrain.commands import boosted
 
         return boosted.fit_and_test(cfg, datamodule)
+    check_plateau(cfg, datamodule)  # the built data module knows its validation split
     module = build.module(cfg, datamodule)
     loggers = build.loggers(cfg)
-    callbacks = build.callbacks(cfg, with_logger=bool(loggers))
+    callbacks = build.callbacks(cfg, with_logger=bool(loggers), dm=datamodule)
     callbacks += [
         build.record_callback(cfg),
         resume.RunState(),

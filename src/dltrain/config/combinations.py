@@ -3,6 +3,7 @@ signature can express. They run after ``signatures.check``, so every value has i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -24,18 +25,26 @@ def check(cfg: DictConfig) -> None:
     data, trainer = _plain(cfg, "data"), _plain(cfg, "trainer")
     if isinstance(data, dict) and isinstance(trainer, dict):
         _check_processes_fit_data(data, trainer)
+    check_plateau(cfg)
+
+
+def check_plateau(cfg: DictConfig, datamodule: Any = None) -> None:
+    """``scheduler=plateau`` watching a ``val/`` metric needs a validation split: asked
+    of the data's class and config before it is built, of ``datamodule`` once it is."""
     monitor = str(cfg.get("monitor") or "")
     sched = _plain(cfg, "scheduler")
     inner = sched.get("scheduler") if isinstance(sched, dict) else None
-    if (
+    if not (
         isinstance(inner, dict)
         and inner.get("_target_") == "torch.optim.lr_scheduler.ReduceLROnPlateau"
         and monitor.startswith("val/")
-        and not _has_validation(data, trainer)
     ):
+        return
+    data, trainer = _plain(cfg, "data"), _plain(cfg, "trainer")
+    if not has_validation(datamodule if datamodule is not None else data, trainer):
         raise ConfigError(
             f"scheduler=plateau watches {monitor}, but this run has no validation split",
-            "set data.val_fraction > 0 (e.g. 0.1), or use another scheduler",
+            f"{_how_to_validate(data, trainer)}, or use another scheduler",
         )
 
 
@@ -84,10 +93,73 @@ def _train_size(target: Any) -> int | None:
         return None
 
 
-def _has_validation(data: Any, trainer: Any) -> bool:
-    frac = data.get("val_fraction", 0) if isinstance(data, dict) else 0
+def has_validation(data: Any, trainer: Any = None) -> bool:
+    """Does this run have a validation split? The one answer for every caller: the best
+    checkpoint and early stopping on a ``val/`` metric, sweep pruning, ``scheduler=
+    plateau`` and ``dl-eval``.
+
+    Args:
+        data: the built data module: one with a ``val_fraction`` (the built-ins; a
+            table's follows its split column once read) has a split when it is above 0,
+            any other when its class implements ``val_dataloader``. Before it is
+            built: its config, decided the same way from the class its ``_target_``
+            names and the config's ``val_fraction`` (the class's default when absent).
+        trainer: the trainer's config; ``limit_val_batches: 0`` turns validation off.
+    """
+    limit = trainer.get("limit_val_batches") if trainer is not None else None
+    if limit is not None and not isinstance(limit, bool) and limit == 0:
+        return False
+    if not isinstance(data, Mapping) and not OmegaConf.is_config(data):  # built
+        fraction = getattr(data, "val_fraction", None)
+        if isinstance(fraction, (int, float)):
+            return fraction > 0
+        return _implements_val(type(data))
+    cls = _data_class(data.get("_target_"))
+    if cls is not None and not _implements_val(cls):
+        return False
+    fraction = data.get("val_fraction", _default(cls, "val_fraction"))
+    if isinstance(fraction, (int, float)) or cls is None:
+        return float(fraction or 0) > 0
+    return True
+
+
+def _default(cls: type | None, name: str) -> Any:
+    """The default of ``cls``'s constructor argument ``name`` (``None``: none)."""
+    import inspect
+
+    try:
+        param = inspect.signature(cls).parameters.get(name) if cls is not None else None
+    except (TypeError, ValueError):
+        return None
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def _implements_val(cls: type) -> bool:
+    """``cls`` overrides LightningDataModule's ``val_dataloader`` (which raises)."""
+    from lightning.pytorch import LightningDataModule
+
+    own = getattr(cls, "val_dataloader", None)
+    return own is not None and own is not LightningDataModule.val_dataloader
+
+
+def _data_class(target: Any) -> type | None:
+    from hydra.utils import get_class
+
+    try:
+        return get_class(str(target))
+    except Exception:  # noqa: BLE001 - a bad _target_ is reported when it is imported
+        return None
+
+
+def _how_to_validate(data: Any, trainer: Any) -> str:
     limit = trainer.get("limit_val_batches") if isinstance(trainer, dict) else None
-    return bool(frac) and limit not in (0, 0.0)
+    if limit is not None and not isinstance(limit, bool) and limit == 0:
+        return "drop trainer.limit_val_batches=0"
+    target = data.get("_target_") if isinstance(data, dict) else None
+    cls = _data_class(target)
+    if cls is not None and not _implements_val(cls):
+        return f"implement val_dataloader in {target}"
+    return "set data.val_fraction > 0 (e.g. 0.1)"
 
 
 def _plain(cfg: DictConfig, key: str) -> Any:

@@ -32,7 +32,8 @@ class RunPlots(Callback):
 
     Args:
         output_dir: the run directory.
-        num_classes: classes of the confusion matrix.
+        num_classes: classes of the confusion matrix; ``None``: the data module's
+            ``num_classes`` (a user's data module may have it only as an attribute).
         class_names: optional labels for the matrix axes (indices otherwise).
 
     The confusion matrix needs the test predictions: ``test_step`` returns
@@ -46,11 +47,11 @@ class RunPlots(Callback):
     """
 
     def __init__(
-        self, output_dir: str, num_classes: int, class_names: list[str] | None = None
+        self, output_dir: str, num_classes: int | None = None, class_names: list[str] | None = None
     ) -> None:
         self.run_dir = Path(output_dir)
         self.plot_dir = self.run_dir / "plots"
-        self.num_classes = int(num_classes)
+        self.num_classes = int(num_classes) if num_classes is not None else None
         self.class_names = list(class_names) if class_names else None
         self.rows: list[Row] = []
         self._open: Row | None = None  # the epoch in progress
@@ -114,11 +115,12 @@ class RunPlots(Callback):
     # ---- confusion matrix ----------------------------------------------------------------
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._kept = {"probs": [], "values": [], "target": []}
-        if self.num_classes >= 2:
+        classes = self.num_classes or getattr(trainer.datamodule, "num_classes", None)
+        if isinstance(classes, int) and classes >= 2:
             # Padding samples of DDP evaluation shards carry label -100 (data/batches.py).
-            self._confmat = MulticlassConfusionMatrix(
-                self.num_classes, ignore_index=PAD_LABEL
-            ).to(pl_module.device)
+            self._confmat = MulticlassConfusionMatrix(classes, ignore_index=PAD_LABEL).to(
+                pl_module.device
+            )
 
     def on_test_batch_end(
         self,
