@@ -81,8 +81,8 @@ def test_an_error_every_trial_shares_stops_after_the_first_trial(tmp_path: Path)
     )
     assert (
         "sweep stopped: trial 0 failed for a reason that does not depend on its sampled "
-        "values, so every trial would fail the same way (that trial does not count toward "
-        "n_trials)"
+        "values, so every trial would fail the same way (trials that failed for it do not "
+        "count toward n_trials)"
     ) in out.stdout
     summary = summary_of(tmp_path, "digits_optuna")
     assert summary["study_name"] == "digits_optuna"

@@ -54,7 +54,7 @@ class SweepStopped(Exception):
             return (
                 f"sweep stopped: trial {self.number} failed for a reason that does not depend "
                 "on its sampled values, so every trial would fail the same way "
-                "(the trials that failed so do not count toward n_trials)"
+                "(trials that failed for it do not count toward n_trials)"
             )
         return (
             f"sweep stopped: more than {max_failure_rate:g} of its trials failed "
