@@ -221,7 +221,8 @@ def test_own_module_and_data_sweep_train_test_resume_and_evaluate(tmp_path: Path
     whose trials train and test with scheduler=plateau, a resume of one trial one epoch
     further (from its last.ckpt), and dl-eval of the resumed run's best checkpoint."""
     project = write_project(tmp_path / "project")
-    run = ["experiment=own", "scheduler=plateau", "scheduler.scheduler.patience=0"]
+    run = ["experiment=own", "scheduler=plateau", "scheduler.scheduler.mode=min"]
+    run += ["scheduler.scheduler.patience=0"]  # as the template configures it, and quick
     _ok(run_cli(["-m", *run, "hparams_search=own_optuna", "trainer.max_epochs=1",
                  "callbacks.plots=null"], project))  # fmt: skip
     (summary,) = (project / "outputs").rglob("sweep_summary.json")
@@ -280,7 +281,11 @@ class TemplateModule(pl.LightningModule):
         return torch.nn.functional.cross_entropy(self.net(x), y)
 
     def configure_optimizers(self) -> Any:
-        return self.hparams.optimizer(params=self.parameters())
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = {"scheduler": self.hparams.scheduler(optimizer), "monitor": "val/loss"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
 
 class OwnSplits(pl.LightningDataModule):
@@ -433,3 +438,24 @@ def test_the_validation_split_and_class_count_come_from_the_data_module(
     assert not build.has_validation(cfg, build.datamodule(cfg))
     cfg = _compose(tmp_path, "trainer.limit_val_batches=0", data=own)
     assert not build.has_validation(cfg, instantiate(cfg.data))
+
+
+def test_a_plateau_mode_that_contradicts_the_modules_metric_stops_before_training(
+    tmp_path: Path,
+) -> None:
+    """scheduler=plateau takes mode=max from monitor=val/acc; the module steps it on
+    val/loss, where that would cut the rate whenever the loss improves."""
+    from dltrain.commands import build
+    from dltrain.errors import ConfigError
+
+    cfg = _compose(tmp_path, "callbacks=none", "scheduler=plateau", "model.hidden=[8]")
+    module = build.module(cfg)
+    trainer = build.trainer(cfg, [build.PlateauModeCheck()], [], max_steps=1)
+    x, y = torch.randn(8, 1, 8, 8), torch.arange(8) % 10
+    with pytest.raises(ConfigError) as caught:
+        trainer.fit(module, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y)))
+    assert str(caught.value) == (
+        "the ReduceLROnPlateau scheduler watches val/loss with mode=max, but lower "
+        "val/loss is better — set scheduler.scheduler.mode=min"
+    )
+    assert trainer.global_step == 0

@@ -194,6 +194,28 @@ def callbacks(cfg: DictConfig, with_logger: bool, dm: Any = None) -> list[Callba
     return out
 
 
+class PlateauModeCheck(Callback):
+    """Stops before the first step when a ``ReduceLROnPlateau``'s mode contradicts the
+    metric it watches. Why: ``scheduler=plateau`` takes its mode from ``monitor``, and a
+    module that steps it on another metric (Lightning's docs: ``"monitor": "val/loss"``
+    while the run monitors ``val/acc``) would cut the rate whenever that metric
+    improves. Checked once the module's ``configure_optimizers`` has run."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+        for config in trainer.lr_scheduler_configs:
+            want = run_task.metric_mode(config.monitor)
+            mode = getattr(config.scheduler, "mode", None)
+            if isinstance(config.scheduler, ReduceLROnPlateau) and want and mode != want:
+                better = "lower" if want == "min" else "higher"
+                raise ConfigError(
+                    f"the ReduceLROnPlateau scheduler watches {config.monitor} with "
+                    f"mode={mode}, but {better} {config.monitor} is better",
+                    f"set scheduler.scheduler.mode={want}",
+                )
+
+
 def loggers(cfg: DictConfig) -> list[Any]:
     node = cfg.get("logger") or {}
     return [instantiate(spec) for spec in node.values() if spec and "_target_" in spec]
