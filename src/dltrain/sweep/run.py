@@ -66,6 +66,10 @@ def _run(
     given = settings.get("direction")
     given_directions = st.directions(given) if run_task.direction_given(given) else None
     stopping.check_metrics(example, given_directions)
+    # Lightning relaunches the command line, -m included, for every DDP rank: refused
+    # here, before any study or trial exists (one error line).
+    check_multirun_processes(example, launcher=str(cfg.hydra.launcher.get("_target_", "")))
+    extend = st.custom_space(settings.get("custom_search_space"))
     if _runs_elsewhere(cfg):  # e.g. SLURM: data paths may exist on the nodes only
         build = None
     base = Base(lambda more: load(cfg, [*fixed, *more]), examples, build)
@@ -77,10 +81,6 @@ def _run(
     names = stopping.metric_names(example.get("optimized_metric"))  # as written
     directions = st.directions(run_task.sweep_directions(given, names, task))
     names = [run_task.logged_name(name, task) for name in names]  # as the trials log them
-    # Lightning relaunches the command line, -m included, for every DDP rank: refused
-    # here, before any study or trial exists (one error line).
-    check_multirun_processes(example, launcher=str(cfg.hydra.launcher.get("_target_", "")))
-    extend = st.custom_space(settings.get("custom_search_space"))
     url = st.storage_url(settings.get("storage"), sweep_dir)
     with warnings_to_log():
         study = st.open_study(
