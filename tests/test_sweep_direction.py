@@ -135,3 +135,83 @@ def test_settle_renames_the_metrics_a_regression_run_logs() -> None:
         "task": "regression",
         "module": {"_target_": "dltrain.module.regressor.Regressor", "monitor": "${monitor}"},
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("", None),
+        (None, None),
+        ("val/mse", "min"),
+        ("val/error", "min"),
+        ("val/mae_best", "min"),
+        ("val/accuracy", "max"),
+        ("val/f1_weighted", "max"),
+        ("val/r2_best", "max"),
+        ("val/my_score", None),
+    ],
+)
+def test_metric_mode_of_other_names(name: str | None, mode: str | None) -> None:
+    assert metric_mode(name) == mode
+
+
+def test_what_the_config_tells_before_any_data_is_read() -> None:
+    from omegaconf import OmegaConf
+
+    from dltrain.config.task import direction_given, task_before_data
+
+    table = {"_target_": "dltrain.data.tabular.TabularDataModule"}
+    assert task_before_data(OmegaConf.create({"task": "regression", "data": table})) == (
+        "regression"
+    )
+    assert task_before_data(OmegaConf.create({"task": None, "data": table})) is None
+    digits = {"_target_": "dltrain.data.digits.DigitsDataModule"}
+    assert task_before_data(OmegaConf.create({"task": None, "data": digits})) == ("classification")
+    assert task_before_data(OmegaConf.create({})) == "classification"
+    assert [direction_given(d) for d in (None, "auto", "maximize", ["minimize"])] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+
+
+def test_settle_writes_what_the_data_turned_out_to_be() -> None:
+    from omegaconf import OmegaConf
+
+    from dltrain.config.task import settle
+
+    spec = {"numeric": 3, "categories": [4]}
+    data = {"shape": (5,), "num_classes": 3, "tabular": spec}
+    cfg = OmegaConf.create(
+        {
+            "data": {"shape": [1], "num_classes": 2},
+            "model": {"_target_": "dltrain.nets.ft_transformer.FTTransformer"},
+            "module": {"_target_": "my.Module"},
+            "monitor": "val/my_score",
+            "monitor_mode": "max",
+            "optimized_metric": "val/acc_best",
+        }
+    )
+    settle(cfg, "classification", data)
+    assert (cfg.task, cfg.data.shape, cfg.data.num_classes) == ("classification", [5], 3)
+    assert OmegaConf.to_container(cfg.model.tabular) == spec
+    assert (cfg.module._target_, cfg.monitor_mode, cfg.optimized_metric) == (
+        "my.Module",
+        "max",
+        "val/acc_best",
+    )
+    # A model that takes no feature description, one that cannot be imported, none.
+    for model in ({"_target_": "dltrain.nets.cnn.CNN"}, {"_target_": "no.such.Net"}, {}):
+        cfg = OmegaConf.create({"data": {}, "model": model, "monitor": "val/loss"})
+        settle(cfg, None, data)
+        assert "tabular" not in cfg.model and cfg.task == "classification"
+        assert cfg.monitor_mode == "min"
+    # The user's own module is kept for regression; the task given in the config wins.
+    cfg = OmegaConf.create({"task": "regression", "module": {"_target_": "my.Module"}})
+    settle(cfg)
+    assert (cfg.task, cfg.module._target_) == ("regression", "my.Module")
+    cfg = OmegaConf.create({"task": "regression", "monitor": "val/acc"})
+    settle(cfg)
+    assert cfg.module._target_ == "dltrain.module.regressor.Regressor"
+    assert (cfg.monitor, cfg.monitor_mode) == ("val/rmse", "min")

@@ -208,3 +208,87 @@ def test_a_study_name_left_null_names_the_sweep_directory() -> None:
     assert cfg.hydra.sweeper.study_name == "train"
     name_study(cfg, {"study_name": "mine"})
     assert cfg.hydra.sweeper.study_name == "mine"
+
+
+def test_a_stopped_sweep_says_why_and_exits_with_the_right_code() -> None:
+    from hydra.errors import HydraException
+
+    stop = stopping.SweepStopped(4, NO_DATA, shared=True)
+    assert stop.explanation(0.5) == (
+        "sweep stopped: trial 4 failed for a reason that does not depend on its sampled "
+        "values, so every trial would fail the same way (trials that failed for it do not "
+        "count toward n_trials)"
+    )
+    assert (type(stop.as_user_error()), stop.as_user_error().fix) == (
+        ConfigError,
+        "set paths.data_dir",
+    )
+    stop = stopping.SweepStopped(2, RunError("val/loss became nan", "lower lr"), shared=False)
+    assert stop.explanation(0.25) == (
+        "sweep stopped: more than 0.25 of its trials failed (hydra.sweeper.max_failure_rate), "
+        "the last one trial 2"
+    )
+    assert stop.as_user_error() is stop.error and stop.as_user_error().exit_code == 1
+    assert str(stop) == "val/loss became nan — lower lr"
+    bug = stopping.SweepStopped(1, ValueError("boom"), shared=False).as_user_error()
+    assert (type(bug), bug.exit_code) == (RunError, 1) and str(bug).startswith("ValueError: boom")
+    hydra = stopping.SweepStopped(1, HydraException("bad"), shared=False).as_user_error()
+    assert (type(hydra), str(hydra)) == (
+        ConfigError,
+        "invalid configuration: bad — check the overrides (see dl-train --help)",
+    )
+    shared = stopping.SweepStopped(1, ValueError("boom"), shared=True).as_user_error()
+    assert type(shared) is ConfigError and str(shared).startswith("ValueError: boom — this")
+
+
+def test_metric_names_of_one_name_or_several() -> None:
+    assert stopping.metric_names(None) == []
+    assert stopping.metric_names("val/loss") == ["val/loss"]
+    assert stopping.metric_names(("val/loss", "val/acc")) == ["val/loss", "val/acc"]
+    assert stopping.metric_names(OmegaConf.create(["val/loss"])) == ["val/loss"]
+
+
+def check(job: dict, directions=None) -> str | None:
+    try:
+        stopping.check_metrics(OmegaConf.create(job), directions)
+    except ConfigError as ex:
+        return str(ex)
+    return None
+
+
+def test_metric_names_are_checked_against_what_the_run_logs() -> None:
+    """In-process: the checks a sweep runs before its first trial (and again once a
+    table's task is known)."""
+    assert check({}) == (
+        "a sweep needs optimized_metric, the value it optimizes — set "
+        "optimized_metric=val/acc_best (or another logged metric)"
+    )
+    assert check({"optimized_metric": ["val/loss", "val/acc"]}, ["minimize"]) == (
+        "optimized_metric has 2 name(s) but hydra.sweeper.direction has 1 — give one "
+        "direction per optimized metric, e.g. optimized_metric=[val/loss,val/acc_best] "
+        "hydra.sweeper.direction=[minimize,maximize]"
+    )
+    assert check({"optimized_metric": ["val/loss", "val/acc"]}, ["minimize", "maximize"]) is None
+    assert check({"optimized_metric": "val/acc_bst"}) == (
+        "optimized_metric 'val/acc_bst' is not a metric dl-train logs (did you mean "
+        "'val/acc_best'?) — use one of: train/loss, train/acc, val/loss, val/acc, "
+        "val/acc_best, test/loss, test/acc, lr-<optimizer>"
+    )
+    # The user's own module, and a table whose task is not known yet: not checked here.
+    assert check({"optimized_metric": "val/x", "module": {"_target_": "my.Module"}}) is None
+    table = {"_target_": "dltrain.data.tabular.TabularDataModule"}
+    assert check({"optimized_metric": "val/x", "data": table}) is None
+    # Once known (settle wrote cfg.task): a regression run logs val/rmse_best, not acc.
+    job = {"optimized_metric": "val/acc_best", "data": table, "task": "regression"}
+    assert check(job).startswith("optimized_metric 'val/acc_best' is not a metric dl-train")
+    assert check({**job, "optimized_metric": "val/rmse_best"}) is None
+    # The built-in modules, extra metrics and the learning rate.
+    builtin = {"_target_": "dltrain.module.classifier.Classifier"}
+    extra = {"metrics": {"val": ["auroc"]}, "module": builtin}
+    assert check({"optimized_metric": ["val/auroc", "lr-Adam"], **extra}) is None
+    assert check({"optimized_metric": "test/acc", "test": False}) == (
+        "optimized_metric 'test/acc' is logged only when the run tests (test=false) — "
+        "set test=true or optimize a val/ metric"
+    )
+    assert check({"optimized_metric": "test/acc", "test": True}) is None
+    assert check({"optimized_metric": "test/acc"}) is None
