@@ -22,8 +22,9 @@ served as a black image. When every record is in, the folder is renamed to ``<ke
 readers never see half a cache. One process at a time fills a cache: ``<key>.lock`` is
 held with ``filelock`` (``flock``) while writing, so DDP ranks, sweep jobs or two
 terminals that start on the same data wait for the first writer and then open what it
-wrote; where the file system refuses ``flock`` (some network and FUSE mounts), a lock
-file (``filelock.SoftFileLock``) stands in, with one warning line.
+wrote; where the file system refuses ``flock`` (some network and FUSE mounts: ENOLCK,
+EOPNOTSUPP, ENOSYS), a lock file (``filelock.SoftFileLock``) stands in, with one
+warning line.
 
 Hand-written rather than Arrow/``datasets``: a record here is one fixed-size array, so
 the whole format is a raw array file the OS maps, and a batch stays one gather.
@@ -32,13 +33,13 @@ the whole format is a raw array file the OS maps, and a batch stays one gather.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import math
 import os
 import shutil
 import tempfile
-import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -246,38 +247,40 @@ def _acquire(cache_dir: Path, key: str) -> BaseFileLock:
     ``flock``, a lock file ``<key>.lock.soft`` (filelock removes one a dead process left)."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        return _flock(cache_dir, key)
+        path = cache_dir / f"{key}.lock"
+        refused = _flock_refused(path)
+        if refused is None:
+            lock: BaseFileLock = FileLock(path)
+        else:
+            log.warning(
+                "%s does not support flock (%s): the record cache is locked with a lock "
+                "file instead",
+                cache_dir,
+                refused,
+            )
+            lock = SoftFileLock(cache_dir / f"{key}.lock.soft")
+        lock.acquire()
     except OSError as ex:
         raise DataError(
             f"cannot write the cache in {cache_dir} ({type(ex).__name__}: {ex.strerror})",
             "set data.cache_dir to a folder you can write to, or null (no cache)",
         ) from ex
-
-
-def _flock(cache_dir: Path, key: str) -> BaseFileLock:
-    lock: BaseFileLock = FileLock(cache_dir / f"{key}.lock")
-    # filelock itself turns to a lock file on ENOSYS, with a warning of its own (caught
-    # here and said once, in the words below); it raises the other errors.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            lock.acquire()
-        except (OSError, NotImplementedError) as ex:  # NotImplementedError: older filelock
-            code = getattr(ex, "errno", None) or errno.ENOSYS
-            if code not in NO_FLOCK:
-                raise
-            lock = SoftFileLock(cache_dir / f"{key}.lock.soft")
-            lock.acquire()
-        else:
-            if not any("flock" in str(w.message) for w in caught):
-                return lock
-            code = errno.ENOSYS
-    log.warning(
-        "%s does not support flock (%s): the record cache is locked with a lock file instead",
-        cache_dir,
-        errno.errorcode[code],
-    )
     return lock
+
+
+def _flock_refused(path: Path) -> str | None:
+    """The error's name when the file system of ``path`` refuses ``flock``, else ``None``.
+
+    Asked once here, without waiting, rather than left to filelock: its versions differ
+    on such a file system (retry forever as if the lock were held, raise, or turn to a
+    lock file on ENOSYS alone, with a warning of its own)."""
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as ex:  # EWOULDBLOCK: another process holds it, so flock works
+            return errno.errorcode[ex.errno] if ex.errno in NO_FLOCK else None
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
 
 
 def _start(partial: Path, count: int, shape: tuple[int, ...]) -> Writer:
