@@ -192,6 +192,14 @@ class Sub(Base):
         self.extra = extra
 
 
+class Leaf:
+    """Passes its **kwargs up the MRO, where object.__init__ takes none."""
+
+    def __init__(self, size: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+
 class Encoder:
     def __init__(self, in_features: int, out: int = 4):
         self.in_features, self.out = in_features, out
@@ -280,6 +288,11 @@ def test_arguments_forwarded_with_args_and_kwargs_reach_the_base_class(sigcases:
         "model.width is not set: sigcases.Sub needs it — add +model.width=<value> to the command"
     )
     assert _refusal({"_target_": "sigcases.Sub", "_args_": [8]}) is None  # given positionally
+    # **kwargs that reach object.__init__ take nothing: the chain ends closed.
+    assert _refusal({"_target_": "sigcases.Leaf", "sise": 2}) == (
+        "unknown key 'model.sise' for sigcases.Leaf (did you mean 'size'?) — remove it; "
+        "known keys: size"
+    )
 
 
 def test_a_number_given_for_a_string_becomes_that_text(sigcases: Path) -> None:

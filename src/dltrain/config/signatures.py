@@ -524,6 +524,8 @@ def _signature(obj: Any, target: str) -> Signature | None:
         base = _kwargs_go_to_base(obj, fn) if open_ else None
         if base is None:
             return Signature(params, open=open_)
+        if base is object:  # object.__init__ takes no keyword: the chain ends closed
+            return Signature(params, open=False)
         fn, given = base
 
 
@@ -539,10 +541,11 @@ class Forwarded:
     starred: bool
 
 
-def _kwargs_go_to_base(obj: Any, fn: Any) -> tuple[Callable[..., Any], Forwarded] | None:
+def _kwargs_go_to_base(obj: Any, fn: Any) -> tuple[Callable[..., Any], Forwarded] | type | None:
     """The next ``__init__`` up the MRO when ``fn`` passes its ``**kwargs`` on with
     ``super().__init__(..., **kwargs)`` (read from the source, as jsonargparse does);
-    ``None`` when they go elsewhere: then unknown keys cannot be told."""
+    ``object`` when that is ``object.__init__``; ``None`` when they go elsewhere: then
+    unknown keys cannot be told."""
     import ast
     import textwrap
 
@@ -567,7 +570,7 @@ def _kwargs_go_to_base(obj: Any, fn: Any) -> tuple[Callable[..., Any], Forwarded
         ):
             base = next(c for c in mro[mro.index(owner) + 1 :] if "__init__" in c.__dict__)
             if base is object:
-                return None
+                return object
             named = frozenset(k.arg for k in call.keywords if k.arg is not None)  # type: ignore[attr-defined]
             return base.__dict__["__init__"], _positional(call.args, varargs, named)  # type: ignore[attr-defined]
     return None
