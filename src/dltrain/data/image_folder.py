@@ -87,13 +87,12 @@ class ImageFolderDataModule(InMemoryDataModule):
         if self.cache_dir is not None and self._prepared is None:
             self._prepared = self.records()
 
-    def records(
-        self, cache_dir: Path | None = None, private: bool = False
-    ) -> record_cache.RecordSet:
+    def records(self, private_dir: Path | None = None) -> record_cache.RecordSet:
         """The folder's records, decoded into the cache first if they are not there.
-        ``private``: into ``cache_dir`` (``None``: a temporary folder) under a fixed name,
-        without statting every file for a key."""
-        cache_dir = cache_dir if private else self.cache_dir
+        ``private_dir`` (or no ``cache_dir``): a folder only this run reads, so the
+        records need no key, and no file is stat-ed for one."""
+        private = private_dir is not None or self.cache_dir is None
+        cache_dir = private_dir if private_dir is not None else self.cache_dir
         files = self._files(self._split_dirs())
         names = list(files)
         items = [item for name in names for item in files[name]]
@@ -108,7 +107,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         paths = [path for path, _ in items]
         return record_cache.build(
             cache_dir,
-            PRIVATE if private or cache_dir is None else self._cache_key(files),
+            PRIVATE if private else self._cache_key(files),
             self.cache_shape,
             labels,
             bounds,
@@ -160,7 +159,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         decoder = trainer.local_rank == 0
         try:
             if decoder:
-                self.records(folder, private=True)
+                self.records(private_dir=folder)
             strategy.barrier("image folder decoded")
             opened = record_cache.open_cache(folder / PRIVATE)
             self.classes = list(strategy.broadcast(self.classes))
