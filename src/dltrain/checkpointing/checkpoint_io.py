@@ -46,6 +46,8 @@ def unreadable(path: Path, ex: BaseException) -> DataError:
     objects (named by key and type), or a damaged file. Only a file that does not
     parse, or whose bytes fail their checksums, is called truncated or corrupt."""
     detail = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+    if isinstance(ex, OSError) and ex.errno is not None:  # e.g. no permission to read it
+        return DataError(f"checkpoint {path} cannot be read ({detail[:160]})", KEEP_OLD)
     objects = pickled_objects(path)
     if objects:
         return DataError(
