@@ -390,9 +390,7 @@ def test_corrupt_checkpoint_is_refused_by_dl_eval(tmp_path: Path) -> None:
     assert out.returncode == 1
     lines = out.stderr.splitlines()
     assert len(lines) == 1, out.stderr
-    assert lines[0].startswith(
-        f"error: checkpoint {ckpt} is truncated or corrupt ("
-    )
+    assert lines[0].startswith(f"error: checkpoint {ckpt} is truncated or corrupt (")
     assert lines[0].endswith(
         "— use another checkpoint (e.g. last.ckpt or the best one in the same folder)"
     )
