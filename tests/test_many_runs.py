@@ -78,10 +78,11 @@ def test_a_rejected_command_aimed_at_a_finished_run_leaves_its_record(tmp_path: 
     before = record()
     assert set(before) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
     assert b"output_subdir: .hydra" in before["hydra.yaml"]
-    rejected = {  # a key the net does not take; resume=auto with another net
+    rejected = {  # a key the net does not take; resume=auto with another net; a late check
         "+model.heads=0": "error: unknown key 'model.heads' for dltrain.nets.mlp.MLP",
         "model.hidden=[16]": "belongs to a run with another model or data (differing "
         "keys: model.hidden)",
+        "task=regression": "error: task=regression needs tabular data",  # once data is built
     }
     for override, line in rejected.items():
         out = subprocess.run(

@@ -71,7 +71,8 @@ def _run_task(
     """Run one job. A single run reports its own errors here, before Hydra adds its
     "Error executing job" line; in a multirun errors go to the sweeper, which records
     the failed job and carries on. The run's ``.hydra/`` record replaces an existing
-    one only once ``checks`` pass (``run_dirs.JobRecord``)."""
+    one only once ``checks`` pass, and is put back when a later check rejects the
+    command (exit 2; ``run_dirs.JobRecord``)."""
     from dltrain.config.checks import is_multirun
 
     record = run_dirs.JobRecord.capture(cfg)
@@ -84,6 +85,8 @@ def _run_task(
             record.write(replace=True)
         return task(cfg)
     except Exception as ex:  # noqa: BLE001 - the CLI boundary
+        if record is not None and errors.describe(ex)[0] == 2:  # rejected: keep the record
+            record.restore()
         if _show_traceback() or is_multirun():
             raise
         _exit_with(ex)

@@ -68,13 +68,17 @@ class JobRecord:
     there even if the process is killed next), and over an existing record only once the
     checks pass. Chosen over a backup-and-restore, which a kill between the two steps
     defeats, and over running the checks before Hydra, which would mean composing the
-    config a second time outside Hydra. Each file is replaced atomically (temporary file,
-    rename), so a record is never half-written. The texts are taken when the job starts,
-    so they are exactly what Hydra would have written.
+    config a second time outside Hydra. Some rejections can only come later, once the
+    data is read (``task=regression`` on images, a plateau scheduler without validation):
+    for those the CLI puts back the record the directory held (``restore``), read when
+    the job started. Each file is replaced atomically (temporary file, rename), so a
+    record is never half-written. The texts are taken when the job starts, so they are
+    exactly what Hydra would have written.
     """
 
     folder: Path
     files: dict[str, str]
+    previous: dict[str, bytes]
 
     @classmethod
     def capture(cls, cfg: DictConfig) -> JobRecord | None:
@@ -95,7 +99,9 @@ class JobRecord:
             "hydra.yaml": OmegaConf.to_yaml(shown),
             "overrides.yaml": OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task),
         }
-        return cls(Path(str(hydra_cfg.hydra.runtime.output_dir)) / RECORD_DIR, files)
+        folder = Path(str(hydra_cfg.hydra.runtime.output_dir)) / RECORD_DIR
+        previous = {n: (folder / n).read_bytes() for n in files if (folder / n).is_file()}
+        return cls(folder, files, previous)
 
     def write(self, *, replace: bool) -> None:
         """Write the record; ``replace=False``: only where the run directory has none.
@@ -105,6 +111,16 @@ class JobRecord:
             return
         self.folder.mkdir(exist_ok=True)
         for name, text in self.files.items():
-            tmp = self.folder / f".{name}.{os.getpid()}.tmp"
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, self.folder / name)
+            self._replace(name, text.encode("utf-8"))
+
+    def restore(self) -> None:
+        """Put back the record the run directory held before this job (a command
+        rejected after its record was written)."""
+        if self.folder.is_dir():
+            for name, data in self.previous.items():
+                self._replace(name, data)
+
+    def _replace(self, name: str, data: bytes) -> None:
+        tmp = self.folder / f".{name}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, self.folder / name)
