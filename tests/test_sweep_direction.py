@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import run_cli
 from dltrain.config.task import metric_mode, sweep_directions
@@ -57,7 +58,11 @@ def test_sweep_directions_follow_the_metrics_unless_given() -> None:
     )
     with pytest.raises(ConfigError) as ex:
         sweep_directions(None, ["val/acc_best"], None)  # a table, task inferred later
-    assert "set task=classification|regression or hydra.sweeper.direction" in str(ex.value)
+    assert str(ex.value) == (
+        "hydra.sweeper.direction is not set and optimized_metric 'val/acc_best' becomes "
+        "val/rmse_best if the table's target turns out numeric — set "
+        "task=classification|regression or hydra.sweeper.direction"
+    )
 
 
 def test_a_sweep_without_direction_optimizes_each_metric_its_way(tmp_path: Path) -> None:
@@ -104,8 +109,26 @@ def test_a_given_direction_that_contradicts_its_metric_is_refused() -> None:
         ConfigError, match="direction=minimize contradicts optimized_metric 'val/r2'"
     ):
         sweep_directions(["minimize", "minimize"], ["val/loss", "val/r2"], "regression")
-    # Not known yet (a table's task before it is read): checked again once it is.
+    # A score minimised; a list from the config.
+    with pytest.raises(ConfigError) as ex:
+        sweep_directions(OmegaConf.create(["minimize"]), ["test/auroc"], "classification")
+    assert str(ex.value).startswith(
+        "hydra.sweeper.direction=minimize contradicts optimized_metric 'test/auroc', where "
+        "higher is better — set hydra.sweeper.direction=maximize"
+    )
+    # Not known yet (a table's task before it is read): checked again once it is; a
+    # name no task renames is checked at once.
     assert sweep_directions("maximize", ["val/acc_best"], None) == "maximize"
+    assert sweep_directions("minimize", ["val/acc_best"], None) == "minimize"
+    with pytest.raises(
+        ConfigError, match="direction=maximize contradicts optimized_metric 'val/loss'"
+    ):
+        sweep_directions("maximize", ["val/loss"], None)
+    # As many directions as metrics is check_metrics' rule (its own message).
+    assert sweep_directions(["minimize", "maximize"], ["val/loss"], None) == [
+        "minimize",
+        "maximize",
+    ]
     assert sweep_directions("minimize", ["val/acc_best"], "regression") == "minimize"
     # A name that does not tell, and a direction the study itself refuses: left alone.
     assert sweep_directions("minimize", ["lr-Adam"], "classification") == "minimize"
@@ -207,6 +230,13 @@ def test_settle_writes_what_the_data_turned_out_to_be() -> None:
         settle(cfg, None, data)
         assert "tabular" not in cfg.model and cfg.task == "classification"
         assert cfg.monitor_mode == "min"
+    cfg = OmegaConf.create({"data": {}})
+    settle(cfg, "classification", data)
+    assert "model" not in cfg and cfg.data.num_classes == 3
+    # The built-in classifier becomes the regressor.
+    cfg = OmegaConf.create({"module": {"_target_": "dltrain.module.classifier.Classifier"}})
+    settle(cfg, "regression")
+    assert cfg.module._target_ == "dltrain.module.regressor.Regressor"
     # The user's own module is kept for regression; the task given in the config wins.
     cfg = OmegaConf.create({"task": "regression", "module": {"_target_": "my.Module"}})
     settle(cfg)

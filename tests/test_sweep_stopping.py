@@ -74,6 +74,20 @@ def test_failures_that_one_value_explains_are_not_shared() -> None:
     assert shared.judge([(3, {"lr": 4}, error)]) is None
 
 
+def test_values_are_told_apart_by_key_too() -> None:
+    shared = SharedErrors(base_failing(None)[0], k=2)
+    error = ConfigError("the same")
+    outcomes = [(0, {"a": 1, "b": 2}, error), (1, {"a": 2, "b": 1}, error)]
+    assert shared.judge(outcomes) == Shared(1, error, [0, 1])
+
+
+def test_a_runtime_failure_does_not_hide_the_next_failure_of_its_batch() -> None:
+    nan = RunError("val/loss became nan at epoch 0")
+    shared = SharedErrors(base_failing("MNIST not found — set paths.data_dir")[0])
+    batch = [(0, {"lr": 1}, nan), (1, {"lr": 2}, NO_DATA)]
+    assert shared.judge(batch) == Shared(1, NO_DATA, [1])
+
+
 def test_a_completed_sibling_means_no_failure_is_shared() -> None:
     """n_jobs=3: one trial of the first batch completed, so the setup works."""
     base_error, calls = base_failing("MNIST not found — set paths.data_dir")
@@ -291,4 +305,19 @@ def test_metric_names_are_checked_against_what_the_run_logs() -> None:
         "set test=true or optimize a val/ metric"
     )
     assert check({"optimized_metric": "test/acc", "test": True}) is None
+    # Extra metrics as the run resolves them; the list the error offers follows the
+    # task and the extra metrics.
+    job = {"optimized_metric": "val/auroc", "name": "auroc", "metrics": {"val": ["${name}"]}}
+    assert check(job) is None
+    assert check({**job, "optimized_metric": "val/aurok"}) == (
+        "optimized_metric 'val/aurok' is not a metric dl-train logs (did you mean "
+        "'val/auroc'?) — use one of: train/loss, train/acc, val/loss, val/acc, val/acc_best, "
+        "test/loss, test/acc, val/auroc, lr-<optimizer>"
+    )
+    job = {"optimized_metric": "val/rmse_bst", "task": "regression"}
+    assert check(job).endswith(
+        "use one of: train/loss, train/rmse, train/mae, train/r2, val/loss, val/rmse, "
+        "val/mae, val/r2, test/loss, test/rmse, test/mae, test/r2, val/rmse_best, "
+        "lr-<optimizer>"
+    )
     assert check({"optimized_metric": "test/acc"}) is None

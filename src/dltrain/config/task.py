@@ -48,7 +48,7 @@ def task_before_data(cfg: DictConfig) -> str | None:
     if task:
         return str(task)
     data = cfg.get("data")
-    if data is not None and str(data.get("_target_", "")).endswith(TABLE_DATA):
+    if data is not None and str(data.get("_target_")).endswith(TABLE_DATA):
         return None
     return "classification"
 
