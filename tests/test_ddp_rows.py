@@ -1,9 +1,9 @@
 """Issue 23's rows on multi-process runs and skipped batches: the plots cover every
-test sample under DDP, each rank draws its own random numbers (augmentation, dropout)
-and a DDP resume continues every rank's streams, and a batch ``nan_policy=skip`` drops
-leaves no trace in the epoch's ``train/loss``.
+test sample under DDP, each rank applies its own augmentation (exact DDP resumes with
+dropout and augmentation: test_multiprocess.py's SIGTERM test), and a batch that
+``nan_policy=skip`` drops leaves no trace in the epoch's ``train/loss``.
 
-The DDP runs spawn two gloo processes each: tiny data, a few steps.
+The DDP run spawns two gloo processes: tiny data, a few steps.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from conftest import run_cli
@@ -34,19 +34,17 @@ def plotted_samples(png: Path) -> int:
         return int(image.text["Samples"])
 
 
-# ---- DDP: plots, each rank's random numbers, exact resume ---------------------------------
-# Two processes, flip augmentation and dropout; 64 training samples = 4 steps of 8 per
-# rank and epoch; 101 test samples: rank 0 scores 51, rank 1 50 and one padding sample.
+# ---- DDP: plots, each rank's augmentation -------------------------------------------------
+# Two processes with flip augmentation; 64 training samples = 4 steps of 8 per rank;
+# 101 test samples: rank 0 scores 51, rank 1 50 and one padding sample.
 DDP = ["trainer=ddp_cpu", "data=synthetic", "data._target_=ddp_probe.ProbedData",
        "data.shape=[1,4,4]", "data.num_classes=3", "data.num_train=64", "data.num_test=101",
        "data.val_fraction=0", "data.batch_size=8", "augment=flip", "model.hidden=[16]",
-       "model.dropout=0.3", "trainer.max_epochs=2", "trainer.deterministic=true",
-       "logger=none", "callbacks.mid_epoch_checkpoint.train_time_interval=null"]  # fmt: skip
+       "trainer.max_epochs=1", "logger=none"]  # fmt: skip
 
 PROBE = """
-import json, os, signal
+import json
 from pathlib import Path
-import lightning.pytorch as pl
 from dltrain.data.synthetic import SyntheticDataModule
 
 
@@ -61,29 +59,16 @@ class ProbedData(SyntheticDataModule):
             flipped = [bool((o == p.flip(-1)).all()) for o, p in zip(out[0], plain)]
             Path(f"flips_rank{trainer.global_rank}.json").write_text(json.dumps(flipped))
         return out
-
-
-class StopAt(pl.Callback):
-    \"\"\"SIGTERM to rank 0 after the given step, as `kill <pid>` would.\"\"\"
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step == self.step and trainer.is_global_zero:
-            os.kill(os.getpid(), signal.SIGTERM)
 """
 
 
-def ddp_run(base: Path, name: str, extra: list[str] = ()) -> Any:
+def ddp_run(base: Path, name: str) -> subprocess.CompletedProcess:
     """One ``trainer=ddp_cpu`` run in ``base/name`` (its own working directory)."""
     cwd = base / name
-    cwd.mkdir(exist_ok=True)
-    env = {
-        **ONE_THREAD,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(base), os.environ.get("PYTHONPATH")])),
-    }
-    return run_cli([*DDP, *extra, f"hydra.run.dir={cwd}/run"], cwd=cwd, env=env)
+    cwd.mkdir()
+    path = os.pathsep.join(filter(None, [str(base), os.environ.get("PYTHONPATH")]))
+    env = {**ONE_THREAD, "PYTHONPATH": path}
+    return run_cli([*DDP, f"hydra.run.dir={cwd}/run"], cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -108,26 +93,6 @@ def test_ddp_ranks_draw_their_own_augmentation(ddp_reference: Path) -> None:
     ]
     assert all(len(f) == 8 and 0 < sum(f) < 8 for f in flips)  # drawn per sample
     assert flips[0] != flips[1]  # not the same flips on every rank
-
-
-def test_ddp_resume_continues_every_ranks_random_streams(ddp_reference: Path) -> None:
-    """Stopped after step 5 (epoch 1, batch 2), then resumed: with dropout and
-    augmentation drawn per rank, the metrics are the uninterrupted run's exactly."""
-    stop = ["+callbacks.stop_at._target_=ddp_probe.StopAt", "+callbacks.stop_at.step=5"]
-    out = ddp_run(ddp_reference, "stopped", stop)
-    assert out.returncode == 143, out.stderr[-3000:]
-    last = ddp_reference / "stopped" / "run" / "checkpoints" / "last.ckpt"
-    state = torch.load(last, weights_only=True)
-    assert state["global_step"] == 5
-    out = ddp_run(ddp_reference, "stopped")  # resume=auto continues from last.ckpt
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "resuming from" in out.stdout
-    ref, resumed = (json.loads((ddp_reference / d / "run" / "results.json").read_text())
-                    for d in ("ref", "stopped"))  # fmt: skip
-    assert resumed["steps"] == ref["steps"] == 8
-    assert set(resumed["metrics"]) == set(ref["metrics"])
-    for key, value in ref["metrics"].items():
-        assert abs(resumed["metrics"][key] - value) <= 1e-6, (key, resumed["metrics"], value)
 
 
 @pytest.mark.slow  # its faster twin: test_ddp_roc_shows_every_test_sample

@@ -92,8 +92,11 @@ def _start(run_dir: Path, extra: list[str]) -> subprocess.Popen:
 
 
 def test_sigterm_stops_every_rank_and_the_printed_command_resumes_exactly(tmp_path: Path) -> None:
+    # Dropout and augmentation: each rank draws its own numbers, so every rank's RNG
+    # state must come back for the resume to be exact.
     every_10 = ["trainer.max_epochs=2", "callbacks.mid_epoch_checkpoint.train_time_interval=null",
-                "callbacks.mid_epoch_checkpoint.every_n_train_steps=10"]  # fmt: skip
+                "callbacks.mid_epoch_checkpoint.every_n_train_steps=10", "model.dropout=0.3",
+                "augment=flip"]  # fmt: skip
     reference = _start(tmp_path / "ref", every_10)
     ref_out, ref_err = reference.communicate(timeout=300)
     assert reference.returncode == 0, ref_err
