@@ -67,6 +67,9 @@ def test_nan_on_one_rank_skip_drops_the_same_step_on_every_rank(tmp_path: Path) 
     weights = [t for k, t in state["state_dict"].items() if k.startswith("net.")]
     assert weights and all(t.isfinite().all() for t in weights)
     assert state["global_step"] == 38
+    # Both ranks' share of the skipped step left out: the epoch's train/loss is finite.
+    metrics = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
+    assert torch.isfinite(torch.tensor(metrics["train/loss"])), metrics
 
 
 def test_nan_on_one_rank_stop_stops_every_rank_with_one_error(tmp_path: Path) -> None:
