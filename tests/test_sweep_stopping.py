@@ -321,3 +321,14 @@ def test_metric_names_are_checked_against_what_the_run_logs() -> None:
         "lr-<optimizer>"
     )
     assert check({"optimized_metric": "test/acc"}) is None
+
+
+def test_stop_on_shared_error_is_a_sweeper_setting() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from conftest import ROOT
+
+    overrides = ["hparams_search=digits_optuna", "hydra.sweeper.stop_on_shared_error=false"]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra.sweeper.stop_on_shared_error is False
