@@ -221,7 +221,7 @@ def test_own_module_and_data_sweep_train_test_resume_and_evaluate(tmp_path: Path
     whose trials train and test with scheduler=plateau, a resume of one trial one epoch
     further (from its last.ckpt), and dl-eval of the resumed run's best checkpoint."""
     project = write_project(tmp_path / "project")
-    run = ["experiment=own", "scheduler=plateau", "scheduler.scheduler.mode=min"]
+    run = ["experiment=own", "scheduler=plateau"]  # its mode follows the stepped val/loss
     run += ["scheduler.scheduler.patience=0"]  # as the template configures it, and quick
     _ok(run_cli(["-m", *run, "hparams_search=own_optuna", "trainer.max_epochs=1",
                  "callbacks.plots=null"], project))  # fmt: skip
@@ -440,22 +440,50 @@ def test_the_validation_split_and_class_count_come_from_the_data_module(
     assert not build.has_validation(cfg, instantiate(cfg.data))
 
 
+def _fit_one_step(cfg: Any, check: Any) -> Any:
+    from dltrain.commands import build
+
+    module = build.module(cfg)
+    trainer = build.trainer(cfg, [check], [], max_steps=1)
+    x, y = torch.randn(8, 1, 8, 8), torch.arange(8) % 10
+    trainer.fit(module, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y)))
+    return trainer
+
+
 def test_a_plateau_mode_that_contradicts_the_modules_metric_stops_before_training(
     tmp_path: Path,
 ) -> None:
-    """scheduler=plateau takes mode=max from monitor=val/acc; the module steps it on
-    val/loss, where that would cut the rate whenever the loss improves."""
+    """A mode the user wrote (max) for a scheduler the module steps on val/loss, where
+    that would cut the rate whenever the loss improves: refused before the first step."""
     from dltrain.commands import build
     from dltrain.errors import ConfigError
 
-    cfg = _compose(tmp_path, "callbacks=none", "scheduler=plateau", "model.hidden=[8]")
-    module = build.module(cfg)
-    trainer = build.trainer(cfg, [build.PlateauModeCheck()], [], max_steps=1)
-    x, y = torch.randn(8, 1, 8, 8), torch.arange(8) % 10
+    overrides = ("callbacks=none", "scheduler=plateau", "model.hidden=[8]")
+    cfg = _compose(tmp_path, *overrides, "scheduler.scheduler.mode=max")
+    check = build.PlateauModeCheck.of(cfg)
+    assert not check.follow
     with pytest.raises(ConfigError) as caught:
-        trainer.fit(module, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y)))
+        _fit_one_step(cfg, check)
     assert str(caught.value) == (
         "the ReduceLROnPlateau scheduler watches val/loss with mode=max, but lower "
         "val/loss is better — set scheduler.scheduler.mode=min"
     )
-    assert trainer.global_step == 0
+
+
+def test_a_plateau_mode_left_to_the_monitor_follows_the_stepped_metric(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scheduler=plateau's mode comes from monitor=val/acc (max); the module steps it on
+    val/loss, so the mode becomes min, with one note line."""
+    from dltrain.commands import build
+
+    cfg = _compose(tmp_path, "callbacks=none", "scheduler=plateau", "model.hidden=[8]")
+    check = build.PlateauModeCheck.of(cfg)
+    assert check.follow
+    trainer = _fit_one_step(cfg, check)
+    (config,) = trainer.lr_scheduler_configs
+    assert (config.monitor, config.scheduler.mode) == ("val/loss", "min")
+    assert config.scheduler.best == float("inf")  # min's starting point, not max's
+    assert "note: the ReduceLROnPlateau scheduler is stepped on val/loss: mode=min" in (
+        capsys.readouterr().out
+    )

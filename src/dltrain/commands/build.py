@@ -195,25 +195,50 @@ def callbacks(cfg: DictConfig, with_logger: bool, dm: Any = None) -> list[Callba
 
 
 class PlateauModeCheck(Callback):
-    """Stops before the first step when a ``ReduceLROnPlateau``'s mode contradicts the
-    metric it watches. Why: ``scheduler=plateau`` takes its mode from ``monitor``, and a
+    """A ``ReduceLROnPlateau``'s mode follows the metric the module actually steps it on.
+
+    Why: ``scheduler=plateau`` takes its mode from ``monitor`` (``${monitor_mode}``), and a
     module that steps it on another metric (Lightning's docs: ``"monitor": "val/loss"``
-    while the run monitors ``val/acc``) would cut the rate whenever that metric
-    improves. Checked once the module's ``configure_optimizers`` has run."""
+    while the run monitors ``val/acc``) would cut the rate whenever that metric improves.
+    A mode left to follow ``monitor`` is set from the stepped metric with one note line; a
+    mode the user wrote that contradicts it stops before the first step. Checked once the
+    module's ``configure_optimizers`` has run (before a resume restores the scheduler,
+    whose saved state already holds the mode chosen here)."""
+
+    def __init__(self, follow: bool = True) -> None:
+        self.follow = follow
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> PlateauModeCheck:
+        """Follow the stepped metric unless the config states ``scheduler.scheduler.mode``."""
+        node = cfg.get("scheduler") or {}
+        raw = OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else {}
+        mode = (raw.get("scheduler") or {}).get("mode") if isinstance(raw, dict) else None
+        return cls(follow=mode in (None, "${monitor_mode}"))
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from torch.optim.lr_scheduler import ReduceLROnPlateau
 
         for config in trainer.lr_scheduler_configs:
+            plateau = config.scheduler
             want = run_task.metric_mode(config.monitor)
-            mode = getattr(config.scheduler, "mode", None)
-            if isinstance(config.scheduler, ReduceLROnPlateau) and want and mode != want:
-                better = "lower" if want == "min" else "higher"
-                raise ConfigError(
-                    f"the ReduceLROnPlateau scheduler watches {config.monitor} with "
-                    f"mode={mode}, but {better} {config.monitor} is better",
-                    f"set scheduler.scheduler.mode={want}",
-                )
+            mode = getattr(plateau, "mode", None)
+            if not isinstance(plateau, ReduceLROnPlateau) or not want or mode == want:
+                continue
+            if self.follow:
+                # torch's own initialiser of the mode (also resets the best value seen).
+                plateau._init_is_better(want, plateau.threshold, plateau.threshold_mode)
+                plateau._reset()
+                if trainer.is_global_zero:
+                    print(f"note: the ReduceLROnPlateau scheduler is stepped on "
+                          f"{config.monitor}: mode={want}", flush=True)  # fmt: skip
+                continue
+            better = "lower" if want == "min" else "higher"
+            raise ConfigError(
+                f"the ReduceLROnPlateau scheduler watches {config.monitor} with "
+                f"mode={mode}, but {better} {config.monitor} is better",
+                f"set scheduler.scheduler.mode={want}",
+            )
 
 
 def loggers(cfg: DictConfig) -> list[Any]:

@@ -85,7 +85,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         resume.RunState(),
         StopOnSignal(Path(cfg.paths.output_dir) / resume.LAST),
         NanGuard(cfg.get("nan_policy", "stop")),
-        build.PlateauModeCheck(),
+        build.PlateauModeCheck.of(cfg),
     ]
     trainer = build.trainer(cfg, callbacks, loggers, net=getattr(module, "net", module))
     for logger in loggers:
