@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -92,3 +93,16 @@ def test_a_rejected_command_aimed_at_a_finished_run_leaves_its_record(tmp_path: 
         assert line in out.stderr and out.stderr.count("error:") == 1, out.stderr
         assert record() == before, override
     assert (run / "results.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+
+    # A run killed while its data loaded holds only its record and log: a rejected command
+    # aimed at it must not remove it (a new run's empty directory is removed: other tests).
+    killed = tmp_path / "killed"
+    shutil.copytree(run / ".hydra", killed / ".hydra")
+    (killed / "train.log").write_text("loading data\n")
+    out = subprocess.run(
+        [str(BIN / "dl-train"), *base[:-1], f"hydra.run.dir={killed}", "+model.heads=0"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert {p.name: p.read_bytes() for p in sorted((killed / ".hydra").iterdir())} == before
+    assert (killed / "train.log").read_text() == "loading data\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.config import combinations, signatures, targets
+from dltrain.config import combinations, run_dirs, signatures, targets
 from dltrain.config.model_data import check_model_takes_data
 from dltrain.errors import ConfigError
 from dltrain.module.metrics import check_metric_names
@@ -99,8 +99,8 @@ def discard_unused_run_dir(cfg: DictConfig) -> None:
         run_dir = Path(str(cfg.paths.output_dir))
     except Exception:  # noqa: BLE001 - no Hydra run (e.g. in-process tests without a path)
         return
-    if not run_dir.is_dir():
-        return
+    if not run_dir.is_dir() or run_dirs.held_a_record(run_dir):
+        return  # an existing run's directory (e.g. killed while loading data) stays
     leftovers = [p for p in run_dir.iterdir() if p.name != ".hydra" and p.suffix != ".log"]
     if not leftovers:
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -31,6 +31,9 @@ RESOLVER = "unique_dir"
 STAMP = "%Y-%m-%d_%H-%M-%S"
 #: Where a run's record goes, inside its run directory (Hydra's ``output_subdir``).
 RECORD_DIR = ".hydra"
+#: Run directories that held a record before this process's job started (an existing
+#: run a command is aimed at): a rejected command must not remove them.
+_RECORDED_BEFORE: set[Path] = set()
 
 
 def claim(parent: str) -> str:
@@ -52,6 +55,11 @@ def register() -> None:
     """Make ``${unique_dir:...}`` known to OmegaConf (before Hydra composes)."""
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, claim, use_cache=True)
+
+
+def held_a_record(run_dir: Path) -> bool:
+    """Did ``run_dir`` hold a run's record before this job started (``JobRecord``)?"""
+    return run_dir.resolve() in _RECORDED_BEFORE
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,8 @@ class JobRecord:
         }
         folder = Path(str(hydra_cfg.hydra.runtime.output_dir)) / RECORD_DIR
         previous = {n: (folder / n).read_bytes() for n in files if (folder / n).is_file()}
+        if previous:
+            _RECORDED_BEFORE.add(folder.parent.resolve())
         return cls(folder, files, previous)
 
     def write(self, *, replace: bool) -> None:
