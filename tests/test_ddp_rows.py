@@ -18,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import run_cli
@@ -113,11 +114,15 @@ def test_ddp_predicted_vs_true_shows_every_test_row(tmp_path: Path) -> None:
 
 # ---- nan_policy=skip -------------------------------------------------------------------
 class PoisonedData(SyntheticDataModule):
-    """Synthetic data with one +inf training input: one batch's loss is NaN."""
+    """Synthetic data with one +inf training input, the first of epoch 0's order: the
+    first batch's loss is NaN (the first of an accumulated step's batches)."""
 
     def load(self):  # noqa: ANN201 - the base class's (train, test) splits
         train, test = super().load()
-        train.x[7] = float("inf")
+        order = torch.randperm(
+            len(train.y), generator=torch.Generator().manual_seed(self.seed * 100_003)
+        )
+        train.x[int(order[0])] = float("inf")
         return train, test
 
     def _check(self, split: Any, name: str) -> None:  # the base class refuses inf inputs
@@ -133,18 +138,29 @@ class BatchLosses(pl.Callback):
         BatchLosses.seen.append((float(outputs["loss"]), len(batch[1])))
 
 
-def test_a_skipped_batch_leaves_no_trace_in_the_epoch_train_loss(tmp_path: Path) -> None:
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_a_skipped_batch_leaves_no_trace_in_the_epoch_train_loss(
+    tmp_path: Path, accumulate: int
+) -> None:
+    """The step with the NaN loss is dropped, with every batch it accumulated: the
+    epoch's train/loss is the mean over the other batches, and the weights stay finite
+    (the run completes: a save of NaN weights would fail it)."""
     BatchLosses.seen = []
     _, rec = train_in_process(tmp_path, [
         "data=synthetic", "data._target_=test_ddp_rows.PoisonedData", "data.shape=[1,4,4]",
         "data.num_classes=3", "data.num_train=200", "data.num_test=20", "data.batch_size=16",
+        "data.val_fraction=0",
         "data.mean=0", "data.std=1", "trainer.max_epochs=1", "optimizer=sgd", "logger=none",
-        "nan_policy=skip", "+callbacks.batch_losses._target_=test_ddp_rows.BatchLosses",
+        f"trainer.accumulate_grad_batches={accumulate}", "nan_policy=skip",
+        "+callbacks.batch_losses._target_=test_ddp_rows.BatchLosses",
     ])  # fmt: skip
     assert rec["status"] == "completed"
     losses = BatchLosses.seen
-    assert len(losses) == 12 and sum(not math.isfinite(loss) for loss, _ in losses) == 1
-    kept = [(loss, n) for loss, n in losses if math.isfinite(loss)]
+    bad = [i for i, (loss, _) in enumerate(losses) if not math.isfinite(loss)]
+    assert len(losses) == 13 and bad == [0]  # 200 samples in batches of 16
+    dropped = bad[0] // accumulate  # the optimizer step that batch belonged to
+    kept = [(loss * accumulate, n) for i, (loss, n) in enumerate(losses)
+            if i // accumulate != dropped]  # fmt: skip
     expected = sum(loss * n for loss, n in kept) / sum(n for _, n in kept)
     history = read_history(tmp_path / "run")
     for value in (rec["metrics"]["train/loss"], history[0]["train/loss"]):
