@@ -42,7 +42,7 @@ class NanGuard(Callback):
         self.check_every_n_steps = max(1, int(check_every_n_steps))
         self.skipped = 0
         self._window: list[Tensor] = []  # skip: the losses since the last optimizer step
-        self._sums_before: Any = None  # skip: the module's training sums before them
+        self._sums_before: tuple[Tensor | None, int] | None = None  # skip: the sums before
         self._unchecked: list[tuple[int, Tensor]] = []  # (global step, loss) since the last check
         if policy == "stop":  # a None hook is not called (runtime/hooks.py): ~2.5 us a step
             self.on_train_batch_start = None  # type: ignore[assignment]
