@@ -131,27 +131,21 @@ def test_sigterm_stops_every_rank_and_the_printed_command_resumes_exactly(tmp_pa
         assert abs(resumed["metrics"][key] - value) <= 1e-6, (key, resumed["metrics"], value)
 
 
-def test_a_sweep_with_a_ddp_profile_is_refused_before_any_trial(tmp_path: Path) -> None:
+def test_a_ddp_sweep_on_a_parallel_launcher_is_refused_before_any_trial(tmp_path: Path) -> None:
+    # The basic launcher runs DDP trials (tests/test_ddp_multirun.py); joblib's workers
+    # are not dl-train and would run several process groups at once: refused.
     sweep_dir = tmp_path / "sweep"
-    sweep = ["-m", "hparams_search=digits_optuna", "trainer=ddp_cpu", "hydra.sweeper.n_trials=2"]
+    sweep = ["-m", "hparams_search=digits_optuna", "trainer=ddp_cpu", "hydra.sweeper.n_trials=2",
+             "hydra/launcher=joblib"]  # fmt: skip
     out = run_cli([*sweep, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [
-        "error: -m (a sweep or multirun) cannot run trainer=ddp_cpu runs: each of its 2 "
-        "processes would rerun the whole command line, -m included, and run a sweep of its "
-        "own — give every trial one process (trainer=cpu or trainer=gpu; several trials at "
-        "once with hydra/launcher=joblib), or run each multi-process run without -m"
+        "error: -m with the JoblibLauncher cannot run trainer=ddp_cpu runs: it runs jobs in "
+        "worker processes, and each job would start 2 processes of its own — run the jobs one "
+        "at a time (Hydra's default launcher, hydra/launcher=basic), or give every job one "
+        "process (trainer=cpu or trainer=gpu)"
     ]
     assert not list(sweep_dir.glob("trial_*")) and not (sweep_dir / "study.journal").exists()
-
-
-def test_a_multirun_with_a_ddp_profile_is_refused_before_training(tmp_path: Path) -> None:
-    out = run_cli(["-m", "trainer=ddp_cpu", "optimizer=adam,sgd",
-                   f"hydra.sweep.dir={tmp_path}/multi"], cwd=tmp_path)  # fmt: skip
-    assert out.returncode == 2, out.stderr
-    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "cannot run trainer=ddp_cpu runs" in errors[0], out.stderr
-    assert not list((tmp_path / "multi").glob("*/checkpoints"))
 
 
 def test_evaluation_shards_cover_every_sample_once_for_any_world_size() -> None:

@@ -37,10 +37,15 @@ def run(cfg: DictConfig) -> float | None:
     if is_rank_zero():
         terminal.show_config(cfg, run_dir, echo=not is_multirun())
     started = time.monotonic()
+    from dltrain.runtime import job_processes
+
     try:
-        with gpus_hidden_on_cpu(cfg):
+        # In -m, a DDP job starts (and ends) its own ranks: job_processes.
+        with gpus_hidden_on_cpu(cfg), job_processes.job(is_multirun()):
             record = fit_and_test(cfg)
     except BaseException as ex:
+        if _was_pruned(ex) and not is_rank_zero():
+            return None  # a trial's rank > 0: rank 0 reports the pruning, this rank exits 0
         stopped = interruption(ex, run_dir)  # SIGTERM/SIGINT: checkpoint saved, resumable
         if is_rank_zero():
             status, reason = _failure(ex)
@@ -63,6 +68,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from dltrain.checkpointing.nan_guard import NanGuard
+    from dltrain.runtime import job_processes
 
     quiet_known_warnings()
 
@@ -88,6 +94,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         build.PlateauModeCheck.of(cfg),
     ]
     trainer = build.trainer(cfg, callbacks, loggers, net=getattr(module, "net", module))
+    job_processes.adopt(trainer)  # in -m: the job's ranks run this job, not the -m line
     for logger in loggers:
         logger.log_hyperparams(flat_config(cfg))
 

@@ -120,16 +120,17 @@ def processes_per_run(cfg: DictConfig) -> int | None:
 
 
 def check_multirun_processes(cfg: DictConfig, launcher: str | None = None) -> None:
-    """``-m`` with a multi-process profile is refused before anything runs: Lightning
-    starts the other DDP processes by running this command line again, ``-m`` included,
-    so every rank would run its own sweep (different trials, different models: the
-    first collective fails or hangs). A launcher that starts each job's processes
-    itself (submitit on SLURM: ``srun`` runs the job once per task) is left alone."""
+    """``-m`` with a multi-process profile: each job starts its own ranks, one job at a
+    time, from the job's own overrides (``runtime/job_processes.py``), with Hydra's
+    basic launcher. A launcher that starts each job's processes itself (submitit on
+    SLURM: ``srun`` runs the job once per task) is left alone. One that runs several
+    jobs at once in worker processes (joblib) is refused: its workers are not this
+    program, and the jobs' process groups would meet on one machine unplanned."""
     from hydra.core.hydra_config import HydraConfig
 
     if launcher is None and HydraConfig.initialized():
         launcher = str(HydraConfig.get().launcher.get("_target_", ""))
-    if launcher and "submitit" in launcher:
+    if not launcher or "submitit" in launcher or launcher.endswith(".BasicLauncher"):
         return
     n = processes_per_run(cfg)
     strategy = cfg.trainer.get("strategy")
@@ -138,12 +139,12 @@ def check_multirun_processes(cfg: DictConfig, launcher: str | None = None) -> No
     if (n is not None and n > 1) or (n is None and parallel):
         chosen = OmegaConf.select(cfg, "hydra.runtime.choices.trainer")  # in the sweeper
         profile = f"trainer={chosen}" if chosen else _choice(cfg, "trainer")
+        short = launcher.rsplit(".", 1)[-1]
         raise ConfigError(
-            f"-m (a sweep or multirun) cannot run {profile} runs: each of its "
-            f"{n or 'several'} processes would rerun the whole command line, -m included, "
-            "and run a sweep of its own",
-            "give every trial one process (trainer=cpu or trainer=gpu; several trials at "
-            "once with hydra/launcher=joblib), or run each multi-process run without -m",
+            f"-m with the {short} cannot run {profile} runs: it runs jobs in worker "
+            f"processes, and each job would start {n or 'several'} processes of its own",
+            "run the jobs one at a time (Hydra's default launcher, hydra/launcher=basic), "
+            "or give every job one process (trainer=cpu or trainer=gpu)",
         )
 
 

@@ -4,7 +4,14 @@ validation and stop at once when the pruner says so.
 Built on optuna-integration's ``PyTorchLightningPruningCallback`` (it works with
 ``lightning.pytorch`` 2.x: it raises ``optuna.TrialPruned`` from ``on_validation_end``,
 which Lightning re-raises out of ``fit``). Added here: a trial whose loss is no longer
-finite fails with that reason instead of training on.
+finite fails with that reason instead of training on; and a DDP trial (``-m`` with a
+``ddp*`` profile, ``dltrain.runtime.job_processes``) is owned by rank 0 alone.
+
+Under DDP only rank 0 holds the Optuna trial: it reports and asks the pruner, and
+broadcasts the decision in the same hook on every rank, so all ranks stop at the same
+point. The other ranks are plain runs of the trial's config (``+trial.*`` included)
+started by rank 0: they never open the study. optuna-integration's own DDP path has
+every rank open the trial and needs an RDB storage; it is not used.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ import math
 from typing import Any
 
 import lightning.pytorch as pl
-from omegaconf import DictConfig
+import optuna
+from omegaconf import DictConfig, OmegaConf
 from optuna_integration import PyTorchLightningPruningCallback
 
 from dltrain.config.task import metric_mode
@@ -23,17 +31,32 @@ LOSSES = ("train/loss", "val/loss")
 
 
 class TrialPruning(PyTorchLightningPruningCallback):
-    """Report ``monitor`` each validation epoch; prune; fail on a NaN/inf loss."""
+    """Report ``monitor`` each validation epoch; prune; fail on a NaN/inf loss.
+    ``trial`` None: a DDP rank > 0, which follows rank 0's decision."""
+
+    def __init__(self, trial: Any, monitor: str) -> None:
+        super().__init__(trial, monitor)
+        #: Decisions received from rank 0 (a rank > 0's record, for tests and logs).
+        self.decisions: list[bool] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pass  # the base class's DDP set-up (RDB storage on every rank) is not used
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            check_finite_loss(trainer)
-        super().on_validation_end(trainer, pl_module)
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Under DDP the base class only stops training and notes the pruning in the
-        # (RDB) storage; every rank raises here. A no-op for single-process trials.
-        self.check_pruned()
+        if trainer.sanity_checking:
+            return
+        check_finite_loss(trainer)  # the losses are reduced: every rank raises alike
+        reason: str | None = None
+        if self._trial is not None:
+            try:
+                super().on_validation_end(trainer, pl_module)
+            except optuna.TrialPruned as ex:
+                reason = str(ex)
+        if trainer.world_size > 1:
+            reason = trainer.strategy.broadcast(reason, src=0)
+            self.decisions.append(reason is not None)
+        if reason is not None:
+            raise optuna.TrialPruned(reason)
 
 
 def check_finite_loss(trainer: pl.Trainer) -> None:
@@ -48,13 +71,19 @@ def check_finite_loss(trainer: pl.Trainer) -> None:
 
 def trial_pruning(cfg: DictConfig) -> TrialPruning | None:
     """The callback of the trial named by ``cfg.trial`` (set by the sweeper); None for
-    a study with several objectives (Optuna cannot prune those)."""
+    a study with several objectives (Optuna cannot prune those). A DDP rank > 0 gets
+    one without the trial: it follows rank 0 (see the module docstring)."""
+    from dltrain.runtime.process import is_rank_zero
     from dltrain.sweep.study import load_trial
 
+    monitor = str(cfg.optimized_metric)
+    if not is_rank_zero():
+        many = OmegaConf.is_list(cfg.optimized_metric)  # rank 0 decides alike
+        return None if many else TrialPruning(None, monitor=monitor)
     trial = load_trial(cfg.trial)
     if len(trial.study.directions) > 1:
         return None
-    return TrialPruning(trial, monitor=str(cfg.optimized_metric))
+    return TrialPruning(trial, monitor=monitor)
 
 
 def tree_pruning(cfg: DictConfig, booster: Any, kind: str) -> Any | None:

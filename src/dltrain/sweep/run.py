@@ -66,8 +66,9 @@ def _run(
     given = settings.get("direction")
     given_directions = st.directions(given) if run_task.direction_given(given) else None
     stopping.check_metrics(example, given_directions)
-    # Lightning relaunches the command line, -m included, for every DDP rank: refused
-    # here, before any study or trial exists (one error line).
+    # Multi-process trials run one at a time, each starting its own ranks (runtime/
+    # job_processes.py); a launcher running several at once is refused here, before any
+    # study or trial exists (one error line).
     check_multirun_processes(example, launcher=str(cfg.hydra.launcher.get("_target_", "")))
     extend = st.custom_space(settings.get("custom_search_space"))
     if _runs_elsewhere(cfg):  # e.g. SLURM: data paths may exist on the nodes only
