@@ -15,14 +15,18 @@ from omegaconf import DictConfig, OmegaConf
 from dltrain.checkpointing.checkpoint_io import SafeCheckpointIO
 from dltrain.config import combinations
 from dltrain.config import task as run_task
-from dltrain.config.targets import DATA_DESCRIPTIVE, MODULE_GIVEN
+from dltrain.config.targets import DATA_DESCRIPTIVE, DATA_RUNNER, MODULE_GIVEN
 from dltrain.errors import ConfigError
 from dltrain.runtime.hooks import skip_unused_callback_hooks, skip_unused_module_hooks
 
 
-def datamodule(cfg: DictConfig, fitted: dict[str, Any] | None = None) -> pl.LightningDataModule:
+def datamodule(
+    cfg: DictConfig, fitted: dict[str, Any] | None = None, batch_size: int | None = None
+) -> pl.LightningDataModule:
     """The data module of ``cfg.data``: a built-in in-memory one, or any
-    LightningDataModule whose batches are ``(x, y)``.
+    LightningDataModule whose batches are ``(x, y)``. ``batch_size``: the per-device
+    batch ``data.global_batch_size`` divides into (config/global_batch.py) in place of
+    ``data.batch_size``.
 
     A table is read, split and its preprocessing fitted (or the ``fitted`` state of a
     checkpoint applied) now, and what it turned out to be (task, width, classes,
@@ -32,11 +36,13 @@ def datamodule(cfg: DictConfig, fitted: dict[str, Any] | None = None) -> pl.Ligh
     node = cfg.data
     takes = _accepted(get_class(node._target_), dict.fromkeys(DATA_DESCRIPTIVE))
     drop = [k for k in DATA_DESCRIPTIVE if k in node and k not in takes]
+    drop += [k for k in DATA_RUNNER if k in node]  # the global batch: config/global_batch.py
+    given = {} if batch_size is None else {"batch_size": batch_size}
     if not drop:
-        dm = instantiate(node)
+        dm = instantiate(node, **given)
     else:
         plain = OmegaConf.to_container(node, resolve=True)  # resolved while it has its parent
-        dm = instantiate({k: v for k, v in plain.items() if k not in drop})
+        dm = instantiate({k: v for k, v in plain.items() if k not in drop}, **given)
     if cfg.get("channels_last") and hasattr(dm, "memory_format"):
         # Image batches leave normalisation channels-last, in the same copy: the
         # channels-last net then never converts its input layout (4-D batches only).
@@ -119,7 +125,8 @@ def stored_arguments(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         "metrics": cfg.get("metrics"),
     }
     module_args = {**_arguments(node), **{k: _plain(v) for k, v in given.items()}}
-    return {"hyper_parameters": module_args, "datamodule_hyper_parameters": _arguments(cfg.data)}
+    data_args = {k: v for k, v in _arguments(cfg.data).items() if k not in DATA_RUNNER}
+    return {"hyper_parameters": module_args, "datamodule_hyper_parameters": data_args}
 
 
 def _arguments(node: Any) -> dict[str, Any]:

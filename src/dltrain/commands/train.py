@@ -17,6 +17,7 @@ from dltrain.checkpointing.signals import StopOnSignal, interruption
 from dltrain.commands import build
 from dltrain.config.checks import is_multirun, validate_run
 from dltrain.config.combinations import check_plateau
+from dltrain.config.global_batch import Split, settle
 from dltrain.errors import ConfigError, find_user_error
 from dltrain.records import terminal
 from dltrain.records.results import write_results
@@ -63,6 +64,18 @@ def run(cfg: DictConfig) -> float | None:
     return _optimized(cfg, record["metrics"])
 
 
+def _global_batch(cfg: DictConfig) -> Split | None:
+    """``data.global_batch_size`` divided into a per-device batch and accumulation steps
+    (``None``: not set), said in one line; or the warning of a recipe whose tuned global
+    batch the hardware profile changes (config/global_batch.py)."""
+    import sys
+
+    batch, line = settle(cfg)
+    if line and is_rank_zero():
+        print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout, flush=True)
+    return batch
+
+
 def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     import lightning.pytorch as pl
     import torch
@@ -77,7 +90,9 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
-    datamodule = build.datamodule(cfg)  # a table is read and fitted here (cfg learns the task)
+    batch = _global_batch(cfg)  # data.global_batch_size: per-device batch x accumulation
+    # a table is read and fitted here (cfg learns the task)
+    datamodule = build.datamodule(cfg, batch_size=batch.per_device if batch else None)
     if is_booster(cfg.model.get("_target_")):  # boosted trees: their library's own loop
         from dltrain.commands import boosted
 
@@ -93,7 +108,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         NanGuard(cfg.get("nan_policy", "stop")),
         build.PlateauModeCheck.of(cfg),
     ]
-    trainer = build.trainer(cfg, callbacks, loggers, net=getattr(module, "net", module))
+    steps = {"accumulate_grad_batches": batch.accumulation} if batch else {}
+    trainer = build.trainer(cfg, callbacks, loggers, net=getattr(module, "net", module), **steps)
     job_processes.adopt(trainer)  # in -m: the job's ranks run this job, not the -m line
     for logger in loggers:
         logger.log_hyperparams(flat_config(cfg))

@@ -69,8 +69,11 @@ def validate_run(cfg: DictConfig) -> None:
     removed, so a typo does not litter ``outputs/``. In a sweep the trial's directory
     stays, with a ``results.json`` that says why it failed.
     """
+    from dltrain.config.global_batch import plan
+
     try:
         validate(cfg)
+        plan(cfg)  # data.global_batch_size divides over this run's processes
         check_checkpoint(cfg)
         from dltrain.checkpointing.resume import check_same_run
 
@@ -108,15 +111,22 @@ def discard_unused_run_dir(cfg: DictConfig) -> None:
 
 def processes_per_run(cfg: DictConfig) -> int | None:
     """Processes one run starts (devices x nodes); ``None``: all visible GPUs."""
-    trainer = cfg.trainer
-    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1) or 1
+    local, nodes = devices_per_node(cfg), int(cfg.trainer.get("num_nodes", 1) or 1)
+    if local is not None:
+        return local * nodes
+    return None if nodes == 1 else 2  # -1 / "auto": however many GPUs there are
+
+
+def devices_per_node(cfg: DictConfig) -> int | None:
+    """Processes one run starts on each node; ``None``: one per visible GPU (-1, "auto")."""
+    devices = cfg.trainer.get("devices", 1)
     if isinstance(devices, int) and devices >= 1:
-        return devices * int(nodes)
+        return devices
     if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
-        return len(devices) * int(nodes)
+        return len(devices)
     if str(devices).strip().isdigit():
-        return int(str(devices)) * int(nodes)
-    return None if int(nodes) == 1 else 2  # -1 / "auto": however many GPUs there are
+        return int(str(devices))
+    return None
 
 
 def check_multirun_processes(cfg: DictConfig, launcher: str | None = None) -> None:

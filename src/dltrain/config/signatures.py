@@ -124,8 +124,9 @@ def check_targets(
         group = path.split(".", 1)[0]
         if (groups is None or group in groups) and group not in skip:
             # What the runner adds or drops (config/targets.py): the module gets the net
-            # and optimizer; a data module need not take the keys describing its data.
-            extra = targets.DATA_DESCRIPTIVE if path == "data" else ()
+            # and optimizer; a data module need not take the keys describing its data,
+            # nor those of the global batch (read by the runner).
+            extra = targets.DATA_DESCRIPTIVE + targets.DATA_RUNNER if path == "data" else ()
             given = targets.MODULE_GIVEN if path == "module" else ()
             check_node(node, path, extra, given, deferred)
 

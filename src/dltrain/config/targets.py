@@ -38,6 +38,9 @@ MODULE_GIVEN = (
 #: ${data.shape}``, ``num_classes: ${data.num_classes}``); a data module whose
 #: constructor does not take them is built without them (any LightningDataModule).
 DATA_DESCRIPTIVE = ("shape", "num_classes")
+#: Keys of a data config that the runner reads and never passes to the data module: the
+#: global batch it divides into ``batch_size`` (config/global_batch.py).
+DATA_RUNNER = ("global_batch_size", "tuned_global_batch")
 
 
 def targets(cfg: DictConfig) -> list[tuple[str, str]]:
