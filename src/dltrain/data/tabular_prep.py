@@ -167,7 +167,7 @@ def infer_task(column: pd.Series) -> tuple[str, str]:
         if (column.dropna() == column.dropna().round()).all() and levels <= MAX_CLASS_LEVELS:
             return "classification", f"{levels} distinct whole numbers"
         return "regression", f"{levels} distinct numbers"
-    if pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column):
+    if pd.api.types.is_integer_dtype(column):  # (booleans are not integers here)
         if levels > MAX_CLASS_LEVELS:
             return "regression", f"{levels} distinct integers"
         return "classification", f"{levels} distinct integers"
@@ -243,19 +243,26 @@ def fit(
                 "classification needs at least two classes; check data.target",
             )
     else:
-        values = transform_target(_numbers(y, target), target_transform, target)
+        values = transform_target(_numbers(y, target, target=True), target_transform, target)
         state.target_mean = float(values.mean())
         std = float(values.std())
         state.target_std = std if std > 0 else 1.0
     return state
 
 
-def _numbers(column: pd.Series, name: str) -> np.ndarray:
+def _numbers(column: pd.Series, name: str, target: bool = False) -> np.ndarray:
+    """The column as float64, gaps NaN; text in it is an error (a regression ``target``'s
+    says the task may be classification)."""
     try:
         return pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
     except (ValueError, TypeError) as ex:
         bad = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()]
         example = repr(bad.iloc[0]) if len(bad) else "?"
+        if target:
+            raise DataError(
+                f"regression target '{name}' should hold numbers but has {example}",
+                "set task=classification, or fix the value",
+            ) from ex
         raise DataError(
             f"column '{name}' should hold numbers but has {example}",
             f"fix the value, or declare the column a category (data.categorical=[{name}])",
@@ -293,14 +300,14 @@ def features(state: TabularState, frame: pd.DataFrame) -> np.ndarray:
         )
     n = len(frame)
     out = np.zeros((n, state.width), dtype=np.float32)
+    gaps = {}
     for j, name in enumerate(state.numeric):
         values = _numbers(frame[name], name)
-        gaps = np.isnan(values)
-        values = np.where(gaps, state.medians[j], values)
-        out[:, j] = _scale(state, j, values)
+        gaps[name] = np.isnan(values)
+        out[:, j] = _scale(state, j, np.where(gaps[name], state.medians[j], values))
     offset = len(state.numeric)
     for k, name in enumerate(state.indicators):
-        out[:, offset + k] = np.isnan(_numbers(frame[name], name))
+        out[:, offset + k] = gaps[name]
     offset = state.n_numeric
     for k, name in enumerate(state.categorical):
         out[:, offset + k] = codes(as_text(frame[name]), state.levels[name])
@@ -349,7 +356,8 @@ def labels(state: TabularState, frame: pd.DataFrame) -> np.ndarray:
                 f"the model knows: {', '.join(state.classes)}",
             )
         return mapped.to_numpy(dtype=np.int64)
-    values = transform_target(_numbers(y, state.target), state.target_transform, state.target)
+    values = _numbers(y, state.target, target=True)
+    values = transform_target(values, state.target_transform, state.target)
     return ((values - state.target_mean) / state.target_std).astype(np.float32)
 
 

@@ -27,14 +27,17 @@ import torch
 
 from dltrain.data.tabular_prep import as_text
 from dltrain.errors import DataError
+from dltrain.runtime.process import is_rank_zero
 
 SPLITS = ("train", "val", "test")
 SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
 
 
 def note(text: str) -> None:
-    """One line on stderr: a decision the user should know of, not an error."""
-    print(f"note: {text}", file=sys.stderr, flush=True)
+    """One line on stderr, from global rank 0 only: a decision the user should know of,
+    not an error."""
+    if is_rank_zero():
+        print(f"note: {text}", file=sys.stderr, flush=True)
 
 
 def fingerprint(path: str | Path) -> str:
