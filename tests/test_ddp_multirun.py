@@ -77,3 +77,28 @@ def test_a_ddp_sweep_prunes_on_rank_zero_and_stops_every_rank(tmp_path: Path) ->
 def test_a_four_trial_ddp_sweep_completes_with_pruning(tmp_path: Path) -> None:
     summary, _ = _sweep(tmp_path, n_trials=4)
     assert sum(summary["counts"].values()) == 4 and summary["counts"].get("PRUNED"), summary
+
+
+def test_a_jobs_ranks_run_the_job_itself_not_the_multirun_line(tmp_path: Path) -> None:
+    # Lightning's own command would be sys.argv: "-m" and every job's values.
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from dltrain.runtime.job_processes import child_command
+    from test_compose import CONFIGS
+
+    task = ["data=digits", "optimizer.lr=0.001", "+trial.number=3"]
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=[*task, "hydra.mode=MULTIRUN"], return_hydra_config=True)
+    assert "hydra.mode=MULTIRUN" in cfg.hydra.overrides.hydra  # as in a -m job
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path / "sweep" / "1")
+    HydraConfig.instance().set_config(cfg)
+    try:
+        argv, _ = child_command(1)
+    finally:
+        HydraConfig.instance().cfg = None
+    tail = argv[argv.index("--config-name=train") + 1 :]
+    assert tail == [*task, f'hydra.run.dir="{tmp_path}/sweep/1"',
+                    "hydra.job.name=train_ddp_process_1", "hydra.output_subdir=null"]  # fmt: skip
