@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from conftest import run_cli, run_dir_of
+from dltrain.commands.train import run
 from dltrain.data.tabular import TabularDataModule
 from dltrain.errors import DataError
-from test_tabular import write_table
+from test_tabular import compose_run, write_table
 
 
 def results_of(run_dir: Path) -> dict:
@@ -39,15 +40,17 @@ def rows_of(dm: TabularDataModule, split: str) -> set[tuple]:
 
 
 def test_eval_of_a_grown_table_scores_the_training_runs_test_rows_exactly(tmp_path: Path) -> None:
-    write_table(tmp_path / "t.csv", n=200)
-    data = ["data=tabular", "data.path=t.csv", "data.target=y", "model=mlp"]
-    out = run_cli([*data, "trainer.max_epochs=1", "callbacks.plots=null"], tmp_path)
-    assert out.returncode == 0, out.stderr[-2000:]
-    trained = results_of(run_dir_of(tmp_path))
+    """Trained here (in process), evaluated by ``dl-eval`` as a user runs it, after rows
+    were appended to the CSV and with another seed: the training run's test metrics."""
+    table = tmp_path / "t.csv"
+    write_table(table, n=200)
+    data = ["data=tabular", f"data.path={table}", "data.target=y", "model=mlp"]
+    run(compose_run(tmp_path, [*data, "trainer.max_epochs=1", "callbacks.plots=null"]))
+    trained = results_of(tmp_path / "run")
     # 25 new rows, then copies of 5 rows already there (duplicates are new rows too).
     grown = pd.concat([write_table(tmp_path / "new.csv", n=25, seed=9),
-                       pd.read_csv(tmp_path / "t.csv").iloc[:5]])  # fmt: skip
-    grown.to_csv(tmp_path / "t.csv", mode="a", header=False, index=False)
+                       pd.read_csv(table).iloc[:5]])  # fmt: skip
+    grown.to_csv(table, mode="a", header=False, index=False)
 
     out = run_cli([f"ckpt_path={trained['best_checkpoint']}", "seed=7"], tmp_path, cmd="dl-eval")
     assert out.returncode == 0, out.stderr[-2000:]
@@ -56,8 +59,8 @@ def test_eval_of_a_grown_table_scores_the_training_runs_test_rows_exactly(tmp_pa
     assert len(tested) >= 4 and {k: again[k] for k in tested} == tested
     notes = [line for line in out.stderr.splitlines() if line.startswith("note:")]
     assert notes == [
-        "note: t.csv changed since training: scoring the 40 of 40 test rows and the 16 of 16 "
-        "validation rows still in it"
+        f"note: {table} changed since training: scoring the 40 of 40 test rows and the 16 of "
+        "16 validation rows still in it"
     ]
 
 
