@@ -34,11 +34,6 @@ class TrialPruning(PyTorchLightningPruningCallback):
     """Report ``monitor`` each validation epoch; prune; fail on a NaN/inf loss.
     ``trial`` None: a DDP rank > 0, which follows rank 0's decision."""
 
-    def __init__(self, trial: Any, monitor: str) -> None:
-        super().__init__(trial, monitor)
-        #: Decisions received from rank 0 (a rank > 0's record, for tests and logs).
-        self.decisions: list[bool] = []
-
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         pass  # the base class's DDP set-up (RDB storage on every rank) is not used
 
@@ -54,7 +49,6 @@ class TrialPruning(PyTorchLightningPruningCallback):
                 reason = str(ex)
         if trainer.world_size > 1:
             reason = trainer.strategy.broadcast(reason, src=0)
-            self.decisions.append(reason is not None)
         if reason is not None:
             raise optuna.TrialPruned(reason)
 
