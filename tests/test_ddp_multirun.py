@@ -102,3 +102,24 @@ def test_a_jobs_ranks_run_the_job_itself_not_the_multirun_line(tmp_path: Path) -
     tail = argv[argv.index("--config-name=train") + 1 :]
     assert tail == [*task, f'hydra.run.dir="{tmp_path}/sweep/1"',
                     "hydra.job.name=train_ddp_process_1", "hydra.output_subdir=null"]  # fmt: skip
+
+
+def test_a_job_ends_with_its_children_and_leaves_no_rendezvous_behind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A child waiting in a collective for an error only rank 0 raised is killed once the
+    # grace period is over; the next job finds no LOCAL_RANK (it would start no ranks).
+    import os
+    import subprocess
+    import sys
+
+    from dltrain.runtime import job_processes as jp
+
+    monkeypatch.setattr(jp, "GRACE_S", 0.2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with jp.job(multirun=True):
+        os.environ["LOCAL_RANK"] = "0"  # as Lightning's launcher sets it
+        stuck = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        assert jp._current is not None
+        jp._current.procs = [stuck]
+    assert stuck.poll() is not None and "LOCAL_RANK" not in os.environ
