@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/datasets
 
-.PHONY: help install train test test-min smoke lint bench clean
+.PHONY: help install train test test-min mutate smoke lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -45,6 +45,11 @@ test-min: ## the fast subset on the lowest dependency versions pyproject.toml de
 	  || { cat $(MIN_VENV)/install.log; exit 1; }
 	@$(MIN_VENV)/bin/pip freeze | grep -i -E '^(torch|lightning|hydra-core|optuna|pandas|scikit-learn|numpy)=='
 	OMP_NUM_THREADS=1 $(MIN_VENV)/bin/python -m pytest -q -n 2 -p no:cacheprovider $(MIN_TESTS)
+
+mutate: $(STAMP) ## mutation testing of the sweep rules and the table preprocessing (mutmut)
+	@$(BIN)/pip install -q 'mutmut>=3.8,<4'
+	scripts/mutate.sh sweep
+	scripts/mutate.sh tabular
 
 smoke: $(STAMP) ## every experiment config for one batch on the CPU: a pass/fail table
 	$(BIN)/dl-smoke paths.data_dir=$(abspath $(DATA_DIR))
