@@ -40,20 +40,51 @@ def _tensors(module: torch.nn.Module) -> dict[str, Tensor]:
     return out
 
 
-@pytest.mark.parametrize("make", [_classifier, _regressor])
-def test_state_restored_mid_epoch_follows_the_module_to_its_device(make) -> None:
-    # Lightning restores a checkpoint, then moves the module to its device
-    # (strategy.setup): whatever the restore put on the module must move with it
-    # (both built-in modules: module/base.py).
-    module = make()
-    module.on_load_checkpoint({"dltrain_train_sums": [torch.tensor([3.5, 2.0]), 4]})
-    module.to("meta")
+def _mid_epoch(module: Classifier | Regressor) -> dict[str, list]:
+    """A mid-epoch checkpoint's training sums, as loaded (on the CPU)."""
+    return {"dltrain_train_sums": [torch.arange(float(module.train_sums_size)), 4]}
+
+
+def _step_on(module: Classifier | Regressor, device: str) -> None:
+    """One training step on a batch that lives on ``device``, as the Trainer runs it."""
+    y = torch.tensor([0, 2]) if isinstance(module, Classifier) else torch.tensor([0.5, -1.0])
+    module.training_step((torch.zeros(2, 1, 4, 4).to(device), y.to(device)), 0)
+
+
+def _assert_all_on(module: torch.nn.Module, device: str) -> None:
     tensors = _tensors(module)
     assert "._train_sums" in tensors
-    assert {k: v.device.type for k, v in tensors.items()} == {k: "meta" for k in tensors}
+    assert {k: v.device.type for k, v in tensors.items()} == {k: device for k in tensors}
+
+
+@pytest.mark.parametrize("make", [_classifier, _regressor])
+def test_state_restored_mid_epoch_after_the_module_moved_is_on_its_device(make) -> None:
+    # FSDP's order: Lightning places the module (strategy.setup), then restores the
+    # checkpoint and never moves the module again (restore_checkpoint_after_setup). The
+    # restored sums must be where the step adds to them, and where the save hook and
+    # the epoch-end sync reduce them, before any step.
+    module = make()
+    module.to("meta")
+    module.on_load_checkpoint(_mid_epoch(module))
+    _assert_all_on(module, "meta")
+    assert module._train_sums.dtype == torch.float32
+    _step_on(module, "meta")
+    _assert_all_on(module, "meta")
+
+
+@pytest.mark.parametrize("make", [_classifier, _regressor])
+def test_state_restored_mid_epoch_before_the_module_moved_follows_it(make) -> None:
+    # DDP's order: Lightning restores the checkpoint, then moves the module to its device
+    # (strategy.setup): whatever the restore put on the module moves with it.
+    module = make()
+    module.on_load_checkpoint(_mid_epoch(module))
+    module.to("meta")
+    _assert_all_on(module, "meta")
     assert module._train_sums.dtype == torch.float32
     module.to(torch.float16)  # a dtype change leaves the fp32 sums as they are
     assert module._train_sums.dtype == torch.float32
+    _step_on(module, "meta")
+    _assert_all_on(module, "meta")
 
 
 @pytest.mark.parametrize(

@@ -76,8 +76,9 @@ class RunModule(pl.LightningModule):
     def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> RunModule:
         """``.to()``/``.cuda()`` move the epoch's running sums with the module. Why: they are
         a plain tensor, not a buffer (DDP would overwrite every rank's buffers with rank
-        0's at each forward), and a mid-epoch resume restores them before Lightning moves
-        the module to its device. Only the device changes: fp32 sums stay fp32."""
+        0's at each forward), and DDP's mid-epoch resume restores them before Lightning
+        moves the module to its device (FSDP's order: ``on_load_checkpoint``). Only the
+        device changes: fp32 sums stay fp32."""
         super()._apply(fn, recurse)
         if self._train_sums is not None:
             device = fn(torch.empty(0, device=self._train_sums.device)).device
@@ -89,13 +90,18 @@ class RunModule(pl.LightningModule):
 
     # ---- training sums and time --------------------------------------------------------
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lightning skips on_train_epoch_start when it resumes inside an epoch: continue
-        # that epoch's sums (an epoch-end checkpoint's are reset at the next epoch start).
-        # Kept where the checkpoint was loaded (CPU): Lightning moves the module, and with
-        # it these sums (``_apply``), to its device only after restoring.
+        """Lightning skips on_train_epoch_start when it resumes inside an epoch: continue
+        that epoch's sums (an epoch-end checkpoint's are reset at the next epoch start).
+
+        Restored onto the module's device (``self.device``: the strategy's root device,
+        which Lightning sets before any restore), not where the checkpoint was loaded.
+        Why: FSDP restores *after* placing the module and never moves it again, so sums
+        left on the CPU would meet the step's CUDA tensors (and the save hook's NCCL
+        reduce). Where the restore comes first (DDP), the move follows (``_apply``)."""
         stored = checkpoint.get("dltrain_train_sums")
         if stored is not None:
-            self._train_sums, self._train_count = stored[0].float(), int(stored[1])
+            self._train_sums = stored[0].to(device=self.device, dtype=torch.float32)
+            self._train_count = int(stored[1])
             self._epoch_started = time.monotonic()
 
     def on_train_epoch_start(self) -> None:
