@@ -8,7 +8,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,13 +31,13 @@ def datamodule(
     A table is read, split and its preprocessing fitted (or the ``fitted`` state of a
     checkpoint applied) now, and what it turned out to be (task, width, classes,
     embedding sizes) is written into ``cfg`` before the model is built."""
-    from hydra.utils import get_class
 
     node = cfg.data
     takes = _accepted(get_class(node._target_), dict.fromkeys(DATA_DESCRIPTIVE))
     drop = [k for k in DATA_DESCRIPTIVE if k in node and k not in takes]
     drop += [k for k in DATA_RUNNER if k in node]  # the global batch: config/global_batch.py
     given = {} if batch_size is None else {"batch_size": batch_size}
+    given.update(_shared_budget(cfg, get_class(node._target_)))
     if not drop:
         dm = instantiate(node, **given)
     else:
@@ -60,6 +60,28 @@ def datamodule(
     shown = {"shape": list(dm.shape), "num_classes": dm.num_classes}
     run_task.settle(cfg, state.task, {**shown, "tabular": state.feature_spec()})
     return dm
+
+
+def _shared_budget(cfg: DictConfig, data_class: type) -> dict[str, float]:
+    """``device_budget``: a parallel job's share of its GPU (runtime/trial_devices.py)
+    where the data module takes one; else nothing."""
+    from dltrain.runtime import trial_devices
+
+    placed = trial_devices.choose(cfg)
+    budget = _device_budget(cfg.data, data_class)
+    if placed is None or placed.sharers == 1 or budget is None:
+        return {}
+    return {"device_budget": placed.budget(budget)}
+
+
+def _device_budget(node: DictConfig, data_class: type) -> float | None:
+    """``data.device_budget``, else the data class's default; ``None``: it takes none."""
+    if "device_budget" in node:
+        return float(node.device_budget)
+    param = inspect.signature(data_class).parameters.get("device_budget")
+    if param is None or param.default is inspect.Parameter.empty:
+        return None
+    return float(param.default)
 
 
 #: The module of configs stored before the ``module`` group existed (old checkpoints).
@@ -284,12 +306,19 @@ def trainer(
 def hardware_settings(cfg: DictConfig, net: torch.nn.Module | None = None) -> dict[str, Any]:
     """Trainer arguments the hardware decides: ``precision: auto`` resolved
     (runtime/precision.py), cuDNN autotuning on GPUs unless the run is deterministic
-    (``benchmark: null``), and FSDP's wrap and precision policies (runtime/sharding.py)."""
-    from dltrain.runtime import precision, sharding
+    (``benchmark: null``), a parallel job's GPU (runtime/trial_devices.py), and FSDP's
+    wrap and precision policies (runtime/sharding.py)."""
+    from dltrain.runtime import precision, sharding, trial_devices
 
     node = cfg.trainer
     accelerator = str(node.get("accelerator", "cpu"))
     out: dict[str, Any] = {"precision": precision.resolve(node.get("precision"), accelerator)}
+    placed = trial_devices.choose(cfg)  # a parallel job's GPU: k mod the GPU count
+    if placed is not None:
+        out["devices"] = [placed.index]
+        data_class = get_class(cfg.data._target_) if "_target_" in cfg.data else None
+        budget = _device_budget(cfg.data, data_class) if data_class else None
+        print(placed.describe(budget), flush=True)  # one process: rank 0
     if node.get("benchmark") is None and accelerator in precision.GPU_ACCELERATORS:
         out["benchmark"] = not node.get("deterministic")
     strategy = node.get("strategy")
