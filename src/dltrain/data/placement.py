@@ -7,6 +7,11 @@ activations and the optimizer state. So it goes there only when it takes at most
 otherwise it stays in host memory (or its memory-mapped cache), each batch is gathered
 into pinned memory and copied without blocking (Lightning passes ``non_blocking=True``
 for CUDA), so the copy overlaps the previous step's compute.
+
+Jobs that run side by side on one GPU (a joblib multirun or sweep on ``trainer=gpu``)
+each get their share of it: the builder passes ``device_budget`` divided by the number
+of jobs that can be on that GPU at once (``runtime/trial_devices.py``), so together they
+claim no more than one run would.
 """
 
 from __future__ import annotations
