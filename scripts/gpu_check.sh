@@ -8,7 +8,10 @@
 #   scripts/gpu_check.sh --dry-run    # anywhere: composes every command (--cfg job)
 #
 # Runs land in outputs/gpu_check/<time>/ (GPU_CHECK_OUT=...), one folder and one log
-# per line; the table is also written there as table.md.
+# per line; the table is also written there as table.md. GPU_CHECK_ONLY=name,name runs
+# only the named lines (the names of their folders and logs, e.g.
+# GPU_CHECK_ONLY=gpu,fsdp-resnet,fsdp-resume,ddp-multirun,ddp-sweep,sigusr1,parallel,global-batch
+# for issue 24's paths; a resume line compares with its reference line, so name both).
 set -u
 cd "$(dirname "$0")/.."
 
@@ -23,6 +26,7 @@ PY=$BIN/python
 OUT=${GPU_CHECK_OUT:-outputs/gpu_check/$(date +%Y-%m-%d_%H-%M-%S)}
 BUDGET_S=${GPU_CHECK_BUDGET_S:-480}     # the whole script: 8 minutes
 STEP_S=${GPU_CHECK_STEP_S:-180}         # one command
+ONLY=",${GPU_CHECK_ONLY:-},"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 DATA="data=mnist paths.data_dir=$DATA_DIR"
@@ -59,28 +63,37 @@ elif kind == "speed":
     print(f"test/acc {m['test/acc']:.4f}, {r['precision']}, train_s {r['train_s']:.2f}, "
           f"wall {r['wall_s']:.1f}{bad}")
 elif kind == "resume":  # steps of the resumed run against the uninterrupted one's
-    ref = json.load(open(path.replace("/sigterm/", "/gpu/")))
+    ref = json.load(open(sys.argv[3]))
     print(f"steps {r['steps']} (uninterrupted {ref['steps']}), "
           + ("finite" if not bad else "NON-FINITE"))
 EOF
 }
 
-row() {  # row LABEL STATUS SECONDS METRIC
+row() {  # row LABEL STATUS SECONDS METRIC ("n/a: why" is a line this machine cannot run)
   ROWS+=("$1|$2|$3|$4")
-  if [ "$2" != "ok" ]; then FAILED=1; fi
+  if [ "$2" != "ok" ] && [[ "$2" != n/a:* ]]; then FAILED=1; fi
 }
+
+wanted() { [ "$ONLY" = ",," ] || [[ "$ONLY" == *",$1,"* ]]; }  # wanted NAME (GPU_CHECK_ONLY)
 
 over_budget() { [ $((SECONDS - STARTED)) -ge "$BUDGET_S" ]; }
 
 # check NAME LABEL KIND -- COMMAND...: run COMMAND and record its line; the metric of KIND
 # comes from $OUT/NAME/results.json ("" for none). A dry run composes COMMAND instead
-# (--cfg job; -m dropped, Hydra allows only one of them), four at a time, in the background.
+# (--cfg job; -m dropped, Hydra allows only one of them, and of a multirun's a,b list the
+# first value), four at a time, in the background.
 check() {
   local name=$1 label=$2 kind=$3
   shift 4
+  wanted "$name" || return 0
   if [ $DRY = 1 ]; then
-    local args=() a
-    for a in "$@"; do if [ "$a" != "-m" ]; then args+=("$a"); fi; done
+    local args=() a multi=0
+    for a in "$@"; do if [ "$a" = "-m" ]; then multi=1; fi; done
+    for a in "$@"; do
+      if [ "$a" = "-m" ]; then continue; fi
+      if [ $multi = 1 ] && [[ "$a" =~ ^[^=]+=[^][{}()\'\"]*,.*$ ]]; then a=${a%%,*}; fi
+      args+=("$a")
+    done
     while [ "$(jobs -rp | wc -l)" -ge 4 ]; do sleep 0.05; done
     ( "${args[@]}" --cfg job > "$OUT/$name.log" 2>&1; echo $? > "$OUT/$name.rc" ) &
     ROWS+=("$label|@$name|-|-")
@@ -96,6 +109,60 @@ check() {
   fi
   if [ $rc = 0 ]; then row "$label" ok "$secs" "$metric"; else row "$label" "FAILED (exit $rc)" "$secs" "$metric"; fi
   return $rc
+}
+
+# stop_resume NAME LABEL SIGNAL REF -- COMMAND...: run COMMAND; once its first last.ckpt is
+# written, send SIGNAL (TERM or USR1) and expect exit 128 + signal with one checkpoint; then
+# continue it: TERM runs the resume command it printed, USR1 (SLURM) expects "requeued" and
+# the fake scontrol called, and runs COMMAND again as the requeued job would (resume=auto).
+# ok when the continued run ends with REF/results.json's step count and finite metrics.
+stop_resume() {
+  local name=$1 label=$2 sig=$3 ref=$4
+  shift 5
+  wanted "$name" || return 0
+  if [ $DRY = 1 ]; then check "$name" "$label" "" -- "$@"; return; fi
+  if over_budget; then row "$label" "skipped: over ${BUDGET_S}s" "-" "-"; return 1; fi
+  local t0=$SECONDS pid rc resume metric="-" want=$((128 + $(kill -l "$sig")))
+  "$@" > "$OUT/$name.log" 2> "$OUT/$name.err" &
+  pid=$!
+  while [ ! -f "$OUT/$name/checkpoints/last.ckpt" ] && kill -0 $pid 2>/dev/null \
+      && [ $((SECONDS - t0)) -lt "$STEP_S" ]; do sleep 0.05; done
+  kill -"$sig" $pid 2>/dev/null
+  wait $pid
+  rc=$?
+  local status="FAILED (stop exit $rc, expected $want)"
+  if [ $rc = "$want" ] && [ "$sig" = USR1 ]; then
+    status="FAILED (no requeue: see $name.err and scontrol.calls)"
+    if grep -q "requeued SLURM job" "$OUT/$name.err" && grep -q "^requeue " "$OUT/scontrol.calls"; then
+      timeout "$STEP_S" "$@" >> "$OUT/$name.log" 2>&1
+      rc=$?
+      status="FAILED (requeued run exit $rc)"
+    fi
+  elif [ $rc = "$want" ]; then
+    resume=$(grep -o 'resume with: .*' "$OUT/$name.err" | head -1 | sed 's/^resume with: //')
+    status="FAILED (no resume command printed)"
+    if [ -n "$resume" ]; then  # the printed command names dl-train: run this environment's
+      eval "timeout $STEP_S $BIN/$resume" >> "$OUT/$name.log" 2>&1
+      rc=$?
+      status="FAILED (resume exit $rc)"
+    fi
+  fi
+  if [[ "$status" == "FAILED (re"* ]] && [ $rc = 0 ]; then
+    metric=$(metric resume "$OUT/$name/results.json" "$ref/results.json")
+    if [[ "$metric" =~ ^steps\ ([0-9]+)\ \(uninterrupted\ ([0-9]+)\),\ finite$ ]] \
+        && [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]; then status=ok; fi
+  fi
+  row "$label" "$status" "$((SECONDS - t0))" "$metric"
+}
+
+# count_results N: a multirun's line (the last row) fails unless N results.json were written.
+count_results() {
+  local dir=$1 want=$2 last=$((${#ROWS[@]} - 1)) found
+  [ $DRY = 0 ] && wanted "$3" || return 0
+  found=$(find "$dir" -name results.json 2>/dev/null | wc -l)
+  IFS='|' read -r l st secs _ <<< "${ROWS[$last]}"
+  if [ "$st" = ok ] && [ "$found" != "$want" ]; then st="FAILED ($found results.json, expected $want)"; FAILED=1; fi
+  ROWS[$last]="$l|$st|$secs|$found results.json"
 }
 
 DLTRAIN=$BIN/dl-train
@@ -115,7 +182,8 @@ check channels_last "  ... trainer=gpu channels_last=true" acc -- \
 # ---- the speed recipe and the bench's per-step pair on the GPU --------------------------
 check mnist_speed "dl-train experiment=mnist_speed trainer=gpu" speed -- \
   "$DLTRAIN" experiment=mnist_speed trainer=gpu paths.data_dir="$DATA_DIR" hydra.run.dir="$OUT/mnist_speed"
-if [ $DRY = 1 ]; then
+if ! wanted plain_loop; then :
+elif [ $DRY = 1 ]; then
   check plain_loop "plain_loop.py experiment=mnist_speed trainer=gpu" "" -- \
     "$PY" scripts/plain_loop.py experiment=mnist_speed trainer=gpu paths.data_dir="$DATA_DIR"
 elif over_budget; then
@@ -133,38 +201,11 @@ fi
 # ---- SIGTERM in the middle of an epoch, then the printed resume command -----------------
 STOP=(callbacks.mid_epoch_checkpoint.train_time_interval=null
       callbacks.mid_epoch_checkpoint.every_n_train_steps=200)
-LABEL="SIGTERM mid-epoch (trainer=gpu), then the printed command"
-if [ $DRY = 1 ]; then
-  check sigterm "$LABEL" "" -- "$DLTRAIN" $ONE_EPOCH trainer=gpu "${STOP[@]}" hydra.run.dir="$OUT/sigterm"
-elif over_budget; then
-  row "$LABEL" "skipped: over ${BUDGET_S}s" "-" "-"
-else
-  t0=$SECONDS
-  "$DLTRAIN" $ONE_EPOCH trainer=gpu "${STOP[@]}" hydra.run.dir="$OUT/sigterm" \
-    > "$OUT/sigterm.log" 2> "$OUT/sigterm.err" &
-  pid=$!
-  while [ ! -f "$OUT/sigterm/checkpoints/last.ckpt" ] && kill -0 $pid 2>/dev/null \
-      && [ $((SECONDS - t0)) -lt "$STEP_S" ]; do sleep 0.05; done
-  kill -TERM $pid 2>/dev/null
-  wait $pid
-  rc=$?
-  resume=$(grep -o 'resume with: .*' "$OUT/sigterm.err" | head -1 | sed 's/^resume with: //')
-  status="FAILED (stop exit $rc, expected 143)"
-  metric="-"
-  if [ $rc = 143 ] && [ -n "$resume" ]; then
-    # The printed command names dl-train; run the one of this environment.
-    eval "timeout $STEP_S $BIN/$resume" >> "$OUT/sigterm.log" 2>&1
-    rc=$?
-    metric=$(metric resume "$OUT/sigterm/results.json")
-    status="FAILED (resume exit $rc)"
-    if [ $rc = 0 ] && [[ "$metric" =~ ^steps\ ([0-9]+)\ \(uninterrupted\ ([0-9]+)\),\ finite$ ]] \
-        && [ "${BASH_REMATCH[1]}" = "${BASH_REMATCH[2]}" ]; then status=ok; fi
-  fi
-  row "$LABEL" "$status" "$((SECONDS - t0))" "$metric"
-fi
+stop_resume sigterm "SIGTERM mid-epoch (trainer=gpu), then the printed command" TERM "$OUT/gpu" -- \
+  "$DLTRAIN" $ONE_EPOCH trainer=gpu "${STOP[@]}" hydra.run.dir="$OUT/sigterm"
 
 # ---- DDP and FSDP on all visible GPUs, then dl-eval and dl-predict of their checkpoints ---
-if [ $DRY = 0 ]; then
+if [ $DRY = 0 ] && { [ "$ONLY" = ",," ] || [[ "$ONLY" == *-predict,* ]]; }; then
   "$PY" scripts/export_samples.py --out "$OUT/samples" -n 8 $DATA > "$OUT/samples.log" 2>&1 \
     || row "scripts/export_samples.py (inputs for dl-predict)" FAILED "-" "-"
 fi
@@ -186,11 +227,75 @@ done
 check fsdp-clip "dl-train experiment=mnist1d_gru trainer=fsdp (gradient clipping)" acc -- \
   "$DLTRAIN" experiment=mnist1d_gru trainer=fsdp trainer.max_epochs=1 hydra.run.dir="$OUT/fsdp-clip"
 
+# FSDP's mid-epoch resume: Lightning restores after placing the module (module/base.py).
+stop_resume fsdp-resume "SIGTERM mid-epoch under trainer=fsdp (model=resnet), then the printed command" \
+  TERM "$OUT/fsdp-resnet" -- "$DLTRAIN" model=resnet $DATA trainer=fsdp $SHORT \
+  callbacks.mid_epoch_checkpoint.train_time_interval=null \
+  callbacks.mid_epoch_checkpoint.every_n_train_steps=40 hydra.run.dir="$OUT/fsdp-resume"
+# The global batch on all visible GPUs (devices: -1, resolved by Lightning).
+check global-batch "dl-train trainer=ddp data.global_batch_size=128 debug=fast" "" -- \
+  "$DLTRAIN" trainer=ddp data.global_batch_size=128 debug=fast hydra.run.dir="$OUT/global-batch"
+
+# ---- -m with DDP: each job or trial one multi-process run -----------------------------------
+check ddp-multirun "dl-train -m trainer=ddp data=digits optimizer.lr=0.01,0.001 (2 jobs)" "" -- \
+  "$DLTRAIN" -m trainer=ddp data=digits optimizer.lr=0.01,0.001 trainer.max_epochs=2 \
+  hydra.sweep.dir="$OUT/ddp-multirun"
+count_results "$OUT/ddp-multirun" 2 ddp-multirun
+check ddp-sweep "dl-train -m hparams_search=digits_optuna trainer=ddp (4 trials)" "" -- \
+  "$DLTRAIN" -m hparams_search=digits_optuna trainer=ddp hydra.sweeper.n_trials=4 \
+  hydra.sweep.dir="$OUT/ddp-sweep"
+if [ $DRY = 0 ] && [ -f "$OUT/ddp-sweep/sweep_summary.json" ]; then
+  last=$((${#ROWS[@]} - 1))
+  IFS='|' read -r l st secs _ <<< "${ROWS[$last]}"
+  ROWS[$last]="$l|$st|$secs|$(metric sweep "$OUT/ddp-sweep/sweep_summary.json")"
+fi
+
+# ---- SLURM requeue: SIGUSR1 works like SIGTERM (one checkpoint, requeue) ---------------------
+# SLURM's variables for one task and a fake scontrol that records its arguments.
+mkdir -p "$OUT/fake-slurm"
+printf '#!/bin/sh\necho "$@" >> "%s/scontrol.calls"\n' "$OUT" > "$OUT/fake-slurm/scontrol"
+chmod +x "$OUT/fake-slurm/scontrol"
+SLURM=(env PATH="$OUT/fake-slurm:$PATH" SLURM_JOB_ID=4242 SLURM_JOB_NAME=gpu_check SLURM_NTASKS=1
+       SLURM_PROCID=0 SLURM_LOCALID=0 SLURM_NODEID=0)
+stop_resume sigusr1 "SIGUSR1 mid-epoch on SLURM (trainer=gpu): requeue, then the requeued job" \
+  USR1 "$OUT/gpu" -- "${SLURM[@]}" "$DLTRAIN" $ONE_EPOCH trainer=gpu "${STOP[@]}" \
+  hydra.run.dir="$OUT/sigusr1"
+
+# ---- parallel trials: one GPU each ----------------------------------------------------------
+LABEL="dl-train -m hparams_search=mnist_optuna hydra/launcher=joblib hydra.sweeper.n_jobs=2 trainer=gpu (2 trials on 2 GPUs)"
+NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+PARALLEL=("$DLTRAIN" -m hparams_search=mnist_optuna hydra/launcher=joblib hydra.sweeper.n_jobs=2
+          trainer=gpu paths.data_dir="$DATA_DIR" $SHORT hydra.sweeper.n_trials=2
+          hydra.sweep.dir="$OUT/parallel")
+if [ $DRY = 1 ]; then
+  check parallel "$LABEL" "" -- "${PARALLEL[@]}"
+elif ! wanted parallel; then :
+elif [ "$NGPU" -lt 2 ]; then
+  row "$LABEL" "n/a: $NGPU GPU here, needs 2" "-" "-"
+elif over_budget; then
+  row "$LABEL" "skipped: over ${BUDGET_S}s" "-" "-"
+else  # ok when both trials finish and two GPUs held a trial's process at the same time
+  t0=$SECONDS
+  timeout "$STEP_S" "${PARALLEL[@]}" > "$OUT/parallel.log" 2>&1 &
+  pid=$!
+  while kill -0 $pid 2>/dev/null; do
+    nvidia-smi --query-compute-apps=gpu_uuid --format=csv,noheader 2>/dev/null | sort -u | wc -l
+    sleep 0.5
+  done > "$OUT/parallel.gpus"
+  wait $pid
+  rc=$?
+  most=$(sort -n "$OUT/parallel.gpus" | tail -1)
+  metric="GPUs busy at once: ${most:-0}; $(metric sweep "$OUT/parallel/sweep_summary.json")"
+  if [ $rc != 0 ]; then row "$LABEL" "FAILED (exit $rc)" "$((SECONDS - t0))" "$metric"
+  elif [ "${most:-0}" -lt 2 ]; then row "$LABEL" "FAILED (one GPU for both trials)" "$((SECONDS - t0))" "$metric"
+  else row "$LABEL" ok "$((SECONDS - t0))" "$metric"; fi
+fi
+
 # ---- a 4-trial sweep -----------------------------------------------------------------------
 check sweep "dl-train -m hparams_search=mnist_optuna trainer=gpu (4 trials)" "" -- \
   "$DLTRAIN" -m hparams_search=mnist_optuna trainer=gpu paths.data_dir="$DATA_DIR" $SHORT \
   hydra.sweeper.n_trials=4 hydra.sweep.dir="$OUT/sweep"
-if [ $DRY = 0 ] && [ -f "$OUT/sweep/sweep_summary.json" ]; then
+if [ $DRY = 0 ] && wanted sweep && [ -f "$OUT/sweep/sweep_summary.json" ]; then
   last=$((${#ROWS[@]} - 1))
   IFS='|' read -r l st secs _ <<< "${ROWS[$last]}"
   ROWS[$last]="$l|$st|$secs|$(metric sweep "$OUT/sweep/sweep_summary.json")"
