@@ -12,6 +12,8 @@ step when one is bad: gradients set to ``None`` (no update, no moment change), a
 module's training sums put back as they were before those batches (a module with
 ``train_sums_snapshot``, as the built-in ones), so the epoch's ``train/loss`` and
 ``train/acc`` are the means over the batches that trained.
+Under DDP that check is one all-reduce of one flag per optimizer step (no barrier) and
+one read: the step has to be skipped on the host before it is applied.
 
 Under DDP every decision is collective, made on values all-reduced over the ranks at
 points every rank reaches together: a NaN on one rank's shard makes the all-reduced
@@ -72,9 +74,7 @@ class NanGuard(Callback):
         if self.policy != "skip" or not self._window:
             return
         window, self._window = self._window, []
-        bad = not bool(torch.isfinite(torch.stack(window)).all())
-        # True on every rank when any rank's loss is bad (a no-op in one process).
-        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+        if _any_rank_bad(trainer, window):
             optimizer.zero_grad(set_to_none=True)  # params without grads are not updated
             self.skipped += 1
             if self._sums_before is not None:  # the dropped batches leave no trace
@@ -123,6 +123,16 @@ class NanGuard(Callback):
             )
             error.all_ranks = True  # every rank raises it: only rank 0 prints it
             raise error
+
+
+def _any_rank_bad(trainer: pl.Trainer, losses: list[Tensor]) -> bool:
+    """Whether any rank's losses hold a NaN/inf: the flag stays on the device until one
+    all-reduce (no barrier, unlike ``strategy.reduce``) and one read. That read is the
+    only host sync of a step: skipping the optimizer step is a decision on the host."""
+    bad = (~torch.isfinite(torch.stack(losses)).all()).to(torch.int32).reshape(1)
+    if trainer.world_size > 1:
+        torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+    return bool(bad.item())
 
 
 def _first_bad_step_of_all_ranks(trainer: pl.Trainer, step: int) -> int:
