@@ -24,14 +24,10 @@ def _job(*overrides: str, num: int = 0) -> DictConfig:
 
 
 def _compose(*overrides: str) -> DictConfig:
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
 
-    from conftest import ROOT
-
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["paths.output_dir=.", *overrides],
-                      return_hydra_config=True)  # fmt: skip
-    return cfg
+    return compose("train", overrides=["paths.output_dir=.", *overrides],
+                   return_hydra_config=True)  # fmt: skip
 
 
 def _as_job(composed: DictConfig, num: int) -> DictConfig:
@@ -42,6 +38,17 @@ def _as_job(composed: DictConfig, num: int) -> DictConfig:
         cfg.hydra.job.num = num
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _configs() -> Iterator[None]:
+    """One Hydra initialisation for the module (each costs about as much as a compose)."""
+    from hydra import initialize_config_dir
+
+    from conftest import ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        yield
 
 
 @pytest.fixture(autouse=True)
