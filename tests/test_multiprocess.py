@@ -26,8 +26,30 @@ DDP = ["trainer=ddp_cpu", "data=synthetic", "data.shape=[1,4,4]", "data.num_clas
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 POISONED = '''
+import json
+import os
+import traceback
+
 import torch
 from dltrain.data.synthetic import SyntheticDataModule
+
+CALLS = {}  # "function file" -> calls while a training epoch runs
+TRAINER = []
+
+
+def _counted(fn):
+    """Counts the Python-level collectives made while training, by caller's file."""
+    def call(*args, **kwargs):
+        if TRAINER and TRAINER[0].training and not TRAINER[0].sanity_checking:
+            caller = os.path.basename(traceback.extract_stack()[-2].filename)
+            key = f"{fn.__name__} {caller}"
+            CALLS[key] = CALLS.get(key, 0) + 1
+        return fn(*args, **kwargs)
+    return call
+
+
+for _name in ("all_reduce", "broadcast", "barrier", "all_gather"):
+    setattr(torch.distributed, _name, _counted(getattr(torch.distributed, _name)))
 
 
 class PoisonedData(SyntheticDataModule):
@@ -43,6 +65,16 @@ class PoisonedData(SyntheticDataModule):
 
     def _check(self, split, name):  # the base class refuses non-finite inputs
         pass
+
+    def setup(self, stage):
+        TRAINER[:] = [self.trainer]
+        super().setup(stage)
+
+    def teardown(self, stage):
+        if stage == "fit" and os.environ.get("COUNT_DIR"):
+            path = os.path.join(os.environ["COUNT_DIR"], f"rank{self.trainer.global_rank}.json")
+            with open(path, "w") as f:
+                json.dump(CALLS, f)
 '''
 
 
@@ -57,9 +89,18 @@ POISON = ["data._target_=poisoned.PoisonedData", "data.mean=0", "data.std=1",
 
 
 def test_nan_on_one_rank_skip_drops_the_same_step_on_every_rank(tmp_path: Path) -> None:
+    env = {**_poisoned_env(tmp_path), "COUNT_DIR": str(tmp_path)}
     out = run_cli([*DDP, *POISON, "nan_policy=skip", f"hydra.run.dir={tmp_path}/run"],
-                  cwd=tmp_path, env=_poisoned_env(tmp_path), timeout=240)  # fmt: skip
+                  cwd=tmp_path, env=env, timeout=240)  # fmt: skip
     assert out.returncode == 0, out.stderr
+    # One collective per step, the skip decision's all-reduce (38 steps); the signal
+    # check every 16 steps and at the epoch's last (3); no barrier and no broadcast per
+    # step (there were 4 a step: Lightning's SIGTERM broadcast, the signal all-reduce,
+    # the skip decision's barrier and all-reduce).
+    calls = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert calls[0] == calls[1], calls
+    assert {k: n for k, n in calls[0].items() if n >= 38} == {"all_reduce nan_guard.py": 38}
+    assert calls[0]["all_reduce signals.py"] == 3, calls[0]
     # Rank 0's own loss was finite: it skipped because rank 1's was not (else rank 0
     # steps with the all-reduced NaN gradients and the weights turn NaN).
     assert "warning: skipped 1 batches with a NaN/inf loss" in out.stdout
