@@ -124,3 +124,53 @@ def test_sigusr1_at_different_steps_saves_once_requeues_once_and_resumes_exactly
     for key, value in expected["metrics"].items():
         assert abs(resumed["metrics"][key] - value) <= 1e-6, (key, resumed["metrics"], value)
     assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+
+
+def test_one_process_on_slurm_takes_sigusr1_from_lightning_and_requeues_after_the_save(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import lightning.pytorch as pl
+    from lightning.pytorch.demos.boring_classes import BoringModel
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from dltrain.checkpointing.signals import StopOnSignal, interruption
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "scontrol").write_text(SCONTROL)
+    (fake / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SCONTROL_LOG", str(tmp_path / "scontrol.log"))
+    for key, value in {"SLURM_JOB_ID": "77", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": "1",
+                       "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_NODEID": "0",
+                       "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    before = signal.getsignal(signal.SIGUSR1)
+    seen = []
+
+    class Signal(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(signal.getsignal(signal.SIGUSR1))
+            if trainer.global_step == 2:
+                os.kill(os.getpid(), signal.SIGUSR1)  # as SLURM's --signal=USR1@...
+
+    stop = StopOnSignal(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=20, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path / "run", callbacks=[stop, Signal()])  # fmt: skip
+    try:
+        trainer.fit(BoringModel())
+    except SIGTERMException as ex:
+        stopped = interruption(ex, tmp_path / "run")
+    else:
+        raise AssertionError("SIGUSR1 did not stop training")
+    assert seen[0] == stop._on_requeue_signal  # Lightning's saving handler never installed
+    assert signal.getsignal(signal.SIGUSR1) == before  # put back after the run
+    assert str(stopped) == (
+        f"stopped by SIGUSR1; saved {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'} — "
+        "requeued SLURM job 77; it continues from there (resume=auto)"
+    )
+    assert stopped.exit_code == 128 + signal.SIGUSR1
+    assert torch.load(stop.last_path, weights_only=True)["global_step"] == 3
+    assert not list((tmp_path / "run").glob("hpc_ckpt_*"))
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 77\n"
