@@ -25,8 +25,9 @@ fi
 PY=$BIN/python
 OUT=${GPU_CHECK_OUT:-outputs/gpu_check/$(date +%Y-%m-%d_%H-%M-%S)}
 BUDGET_S=${GPU_CHECK_BUDGET_S:-480}     # the whole script: 8 minutes
-STEP_S=${GPU_CHECK_STEP_S:-180}         # one command
+STEP_S=${GPU_CHECK_STEP_S:-180}         # one command (then SIGTERM; SIGKILL 20 s later)
 ONLY=",${GPU_CHECK_ONLY:-},"
+NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 DATA="data=mnist paths.data_dir=$DATA_DIR"
@@ -101,7 +102,7 @@ check() {
   fi
   if over_budget; then row "$label" "skipped: over ${BUDGET_S}s" "-" "-"; return 1; fi
   local t0=$SECONDS rc
-  timeout "$STEP_S" "$@" > "$OUT/$name.log" 2>&1
+  timeout -k 20 "$STEP_S" "$@" > "$OUT/$name.log" 2>&1
   rc=$?
   local secs=$((SECONDS - t0)) metric="-"
   if [ -n "$kind" ] && [ -f "$OUT/$name/results.json" ]; then
@@ -128,13 +129,20 @@ stop_resume() {
   while [ ! -f "$OUT/$name/checkpoints/last.ckpt" ] && kill -0 $pid 2>/dev/null \
       && [ $((SECONDS - t0)) -lt "$STEP_S" ]; do sleep 0.05; done
   kill -"$sig" $pid 2>/dev/null
+  local t1=$SECONDS
+  while kill -0 $pid 2>/dev/null && [ $((SECONDS - t1)) -lt 120 ]; do sleep 0.2; done
+  if kill -0 $pid 2>/dev/null; then  # a hang after the signal: the line's failure
+    pkill -9 -P $pid 2>/dev/null
+    kill -9 $pid 2>/dev/null
+  fi
   wait $pid
   rc=$?
   local status="FAILED (stop exit $rc, expected $want)"
+  if [ $((SECONDS - t1)) -ge 120 ]; then status="FAILED (still running 120 s after SIG$sig)"; fi
   if [ $rc = "$want" ] && [ "$sig" = USR1 ]; then
     status="FAILED (no requeue: see $name.err and scontrol.calls)"
     if grep -q "requeued SLURM job" "$OUT/$name.err" && grep -q "^requeue " "$OUT/scontrol.calls"; then
-      timeout "$STEP_S" "$@" >> "$OUT/$name.log" 2>&1
+      timeout -k 20 "$STEP_S" "$@" >> "$OUT/$name.log" 2>&1
       rc=$?
       status="FAILED (requeued run exit $rc)"
     fi
@@ -142,7 +150,7 @@ stop_resume() {
     resume=$(grep -o 'resume with: .*' "$OUT/$name.err" | head -1 | sed 's/^resume with: //')
     status="FAILED (no resume command printed)"
     if [ -n "$resume" ]; then  # the printed command names dl-train: run this environment's
-      eval "timeout $STEP_S $BIN/$resume" >> "$OUT/$name.log" 2>&1
+      eval "timeout -k 20 $STEP_S $BIN/$resume" >> "$OUT/$name.log" 2>&1
       rc=$?
       status="FAILED (resume exit $rc)"
     fi
@@ -190,7 +198,7 @@ elif over_budget; then
   row "plain_loop.py experiment=mnist_speed trainer=gpu" "skipped: over ${BUDGET_S}s" "-" "-"
 else
   t0=$SECONDS
-  timeout "$STEP_S" "$PY" scripts/plain_loop.py experiment=mnist_speed trainer=gpu \
+  timeout -k 20 "$STEP_S" "$PY" scripts/plain_loop.py experiment=mnist_speed trainer=gpu \
     paths.data_dir="$DATA_DIR" > "$OUT/plain_loop.log" 2>&1
   rc=$?
   metric=$(metric plain "$OUT/plain_loop.log" "$OUT/mnist_speed/results.json")
@@ -235,6 +243,15 @@ stop_resume fsdp-resume "SIGTERM mid-epoch under trainer=fsdp (model=resnet), th
 # The global batch on all visible GPUs (devices: -1, resolved by Lightning).
 check global-batch "dl-train trainer=ddp data.global_batch_size=128 debug=fast" "" -- \
   "$DLTRAIN" trainer=ddp data.global_batch_size=128 debug=fast hydra.run.dir="$OUT/global-batch"
+if [ $DRY = 0 ] && wanted global-batch; then  # the split's line, over every visible GPU
+  split=$(grep -o 'global batch 128 = [0-9]* process[^—]*step[s]*' "$OUT/global-batch.log" | head -1)
+  last=$((${#ROWS[@]} - 1))
+  IFS='|' read -r l st secs _ <<< "${ROWS[$last]}"
+  if [ "$st" = ok ] && { [ -z "$split" ] || { [ "$NGPU" -gt 0 ] && [[ "$split" != *"= $NGPU process"* ]]; }; }; then
+    st="FAILED (no split over $NGPU GPUs)"; FAILED=1
+  fi
+  ROWS[$last]="$l|$st|$secs|${split:--}"
+fi
 
 # ---- -m with DDP: each job or trial one multi-process run -----------------------------------
 check ddp-multirun "dl-train -m trainer=ddp data=digits optimizer.lr=0.01,0.001 (2 jobs)" "" -- \
@@ -263,7 +280,6 @@ stop_resume sigusr1 "SIGUSR1 mid-epoch on SLURM (trainer=gpu): requeue, then the
 
 # ---- parallel trials: one GPU each ----------------------------------------------------------
 LABEL="dl-train -m hparams_search=mnist_optuna hydra/launcher=joblib hydra.sweeper.n_jobs=2 trainer=gpu (2 trials on 2 GPUs)"
-NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 PARALLEL=("$DLTRAIN" -m hparams_search=mnist_optuna hydra/launcher=joblib hydra.sweeper.n_jobs=2
           trainer=gpu paths.data_dir="$DATA_DIR" $SHORT hydra.sweeper.n_trials=2
           hydra.sweep.dir="$OUT/parallel")
@@ -276,7 +292,7 @@ elif over_budget; then
   row "$LABEL" "skipped: over ${BUDGET_S}s" "-" "-"
 else  # ok when both trials finish and two GPUs held a trial's process at the same time
   t0=$SECONDS
-  timeout "$STEP_S" "${PARALLEL[@]}" > "$OUT/parallel.log" 2>&1 &
+  timeout -k 20 "$STEP_S" "${PARALLEL[@]}" > "$OUT/parallel.log" 2>&1 &
   pid=$!
   while kill -0 $pid 2>/dev/null; do
     nvidia-smi --query-compute-apps=gpu_uuid --format=csv,noheader 2>/dev/null | sort -u | wc -l
