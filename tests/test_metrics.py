@@ -15,6 +15,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from conftest import ROOT, run_cli
 from dltrain.commands.train import run
+from dltrain.config.targets import DATA_RUNNER
 
 CONFIGS = ROOT / "configs"
 
@@ -39,7 +40,9 @@ def test_auroc_and_f1_macro_match_sklearn_on_the_test_predictions(
     # The same test split and net, scored by scikit-learn.
     ckpt = torch.load(results["best_checkpoint"], weights_only=True)
     stored = OmegaConf.create(ckpt["dltrain_config"])
-    dm = instantiate(stored.data)
+    # The runner's own data keys (the global batch) are not the data module's arguments.
+    data = OmegaConf.to_container(stored.data, resolve=True)
+    dm = instantiate({k: v for k, v in data.items() if k not in DATA_RUNNER})
     dm.setup()
     net = instantiate(stored.model)
     net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})

@@ -8,11 +8,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.config import combinations, run_dirs, signatures, targets
+from dltrain.config.global_batch import devices_per_node
 from dltrain.config.model_data import check_model_takes_data
 from dltrain.errors import ConfigError
 from dltrain.module.metrics import check_metric_names
+from dltrain.runtime.precision import GPU_ACCELERATORS
 
-GPU_ACCELERATORS = ("gpu", "cuda")
 #: Groups whose classes import torch but not Lightning: checked first.
 EARLY_GROUPS = ("model", "optimizer", "scheduler")
 
@@ -115,18 +116,6 @@ def processes_per_run(cfg: DictConfig) -> int | None:
     if local is not None:
         return local * nodes
     return None if nodes == 1 else 2  # -1 / "auto": however many GPUs there are
-
-
-def devices_per_node(cfg: DictConfig) -> int | None:
-    """Processes one run starts on each node; ``None``: one per visible GPU (-1, "auto")."""
-    devices = cfg.trainer.get("devices", 1)
-    if isinstance(devices, int) and devices >= 1:
-        return devices
-    if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
-        return len(devices)
-    if str(devices).strip().isdigit():
-        return int(str(devices))
-    return None
 
 
 def check_multirun_processes(cfg: DictConfig, launcher: str | None = None) -> None:

@@ -31,8 +31,8 @@ from annotated_types import Ge
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.config import signatures
-from dltrain.config.checks import GPU_ACCELERATORS, devices_per_node
 from dltrain.errors import ConfigError
+from dltrain.runtime.precision import GPU_ACCELERATORS
 
 #: What both keys accept: a positive number of samples, or null (not set).
 BATCH = Annotated[int, Ge(1)] | None
@@ -56,6 +56,18 @@ class Split:
             f"{self.per_device} per device x {self.accumulation} accumulation {steps}"
         )
 
+
+
+def devices_per_node(cfg: DictConfig) -> int | None:
+    """Processes one run starts on each node; ``None``: one per visible GPU (-1, "auto")."""
+    devices = cfg.trainer.get("devices", 1)
+    if isinstance(devices, int) and devices >= 1:
+        return devices
+    if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
+        return len(devices)
+    if str(devices).strip().isdigit():
+        return int(str(devices))
+    return None
 
 def split(global_batch: int, processes: int, cap: int | None = None) -> Split:
     """The smallest accumulation that divides ``global_batch`` evenly over ``processes``
