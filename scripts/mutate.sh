@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of the modules whose mistakes give a wrong number with exit 0:
 #   scripts/mutate.sh sweep     config/task.py + sweep/stopping.py against their in-process tests
-#   scripts/mutate.sh tabular   data/tabular_prep.py against the table tests
+#   scripts/mutate.sh tabular   data/sources/tabular_prep.py against the table tests
 # Runs mutmut in a copy of the tree (a mutated module must never be imported by anything
 # else running here), one child at a time (two children gave unstable results), and prints
 # the survivors. The settings per target are scripts/mutation/<target>.cfg.

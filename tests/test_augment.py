@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
-from dltrain.data.augment import (
+from dltrain.data.loading.augment import (
     BatchAugment,
     RandomResizedCrop,
     center_crop,
@@ -15,7 +15,7 @@ from dltrain.data.augment import (
     random_crop,
     random_flip,
 )
-from dltrain.data.synthetic import SyntheticDataModule
+from dltrain.data.sources.synthetic import SyntheticDataModule
 
 
 def test_random_crop_shifts_each_sample_within_the_padding() -> None:

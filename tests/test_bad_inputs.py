@@ -191,8 +191,9 @@ CASES = [
          "every_n_train_steps, train_time_interval, every_n_epochs, save_on_train_epoch_end, "
          "enable_version_counter"),
     Case("missing-required", ["data=image_folder", "data.num_classes=3"], 2,
-         "error: data.root is not set: dltrain.data.image_folder.ImageFolderDataModule needs "
-         "it — add data.root=<value> to the command"),
+         "error: data.root is not set: "
+         "dltrain.data.sources.image_folder.ImageFolderDataModule needs it — "
+         "add data.root=<value> to the command"),
     Case("mandatory-value", ["data.val_fraction=???"], 2,
          "error: data.val_fraction is not set (??? in the config) — add "
          "data.val_fraction=<value> to the command"),
@@ -399,8 +400,8 @@ def test_corrupt_checkpoint_is_refused_by_dl_eval(tmp_path: Path) -> None:
 def test_nan_inputs_name_the_split(tmp_path: Path) -> None:
     import torch
 
-    from dltrain.data.memory import Split
-    from dltrain.data.synthetic import SyntheticDataModule
+    from dltrain.data.loading.memory import Split
+    from dltrain.data.sources.synthetic import SyntheticDataModule
 
     class WithNaN(SyntheticDataModule):
         def load(self) -> tuple[Split, Split]:

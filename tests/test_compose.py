@@ -205,4 +205,4 @@ def test_cfg_job_prints_composed_config(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "_target_: dltrain.nets.cnn.CNN" in out.stdout
     assert "_target_: torch.optim.SGD" in out.stdout
-    assert "_target_: dltrain.data.mnist.MNISTDataModule" in out.stdout
+    assert "_target_: dltrain.data.sources.mnist.MNISTDataModule" in out.stdout

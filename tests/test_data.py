@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from conftest import make_cifar10, make_mnist
-from dltrain.data.batches import TensorBatches
-from dltrain.data.cifar import CIFAR10DataModule
-from dltrain.data.digits import DigitsDataModule
-from dltrain.data.mnist import FashionMNISTDataModule, MNISTDataModule
-from dltrain.data.synthetic import SyntheticDataModule
+from dltrain.data.loading.batches import TensorBatches
+from dltrain.data.sources.cifar import CIFAR10DataModule
+from dltrain.data.sources.digits import DigitsDataModule
+from dltrain.data.sources.mnist import FashionMNISTDataModule, MNISTDataModule
+from dltrain.data.sources.synthetic import SyntheticDataModule
 from dltrain.errors import ConfigError, DataError
 
 

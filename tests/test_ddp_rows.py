@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from conftest import run_cli
-from dltrain.data.synthetic import SyntheticDataModule
+from dltrain.data.sources.synthetic import SyntheticDataModule
 from dltrain.records.history import read_history
 from test_train import train_in_process
 
@@ -46,7 +46,7 @@ DDP = ["trainer=ddp_cpu", "data=synthetic", "data._target_=ddp_probe.ProbedData"
 PROBE = """
 import json
 from pathlib import Path
-from dltrain.data.synthetic import SyntheticDataModule
+from dltrain.data.sources.synthetic import SyntheticDataModule
 
 
 class ProbedData(SyntheticDataModule):

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import make_image_folder
-from dltrain.data.image_folder import ImageFolderDataModule
+from dltrain.data.sources.image_folder import ImageFolderDataModule
 from dltrain.errors import ConfigError, DataError
 from test_train import train_in_process
 

@@ -219,7 +219,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch
-from dltrain.data.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule, Split
 
 
 class StripesData(InMemoryDataModule):

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from dltrain.data.mnist1d import MNIST1DDataModule
+from dltrain.data.sources.mnist1d import MNIST1DDataModule
 
 
 def load(**kwargs) -> MNIST1DDataModule:

@@ -31,7 +31,7 @@ import os
 import traceback
 
 import torch
-from dltrain.data.synthetic import SyntheticDataModule
+from dltrain.data.sources.synthetic import SyntheticDataModule
 
 CALLS = {}  # "function file" -> calls while a training epoch runs
 TRAINER = []
@@ -190,7 +190,7 @@ def test_a_ddp_sweep_on_a_parallel_launcher_is_refused_before_any_trial(tmp_path
 
 
 def test_evaluation_shards_cover_every_sample_once_for_any_world_size() -> None:
-    from dltrain.data.batches import PAD_LABEL, TensorBatches
+    from dltrain.data.loading.batches import PAD_LABEL, TensorBatches
 
     x, y = torch.arange(7.0).unsqueeze(1), torch.arange(7)
     for world in (1, 2, 3, 4, 8):

@@ -20,13 +20,13 @@ import pytest
 import torch
 
 from conftest import make_image_folder, run_cli, run_dir_of
-from dltrain.data import record_cache
-from dltrain.data.image_decode import CHUNK
-from dltrain.data.image_folder import ImageFolderDataModule
+from dltrain.data.sources.image_folder import ImageFolderDataModule
+from dltrain.data.storage import record_cache
+from dltrain.data.storage.image_decode import CHUNK
 from dltrain.errors import DataError
 
 DECODE = (
-    "import sys; from dltrain.data.image_folder import ImageFolderDataModule as D; "
+    "import sys; from dltrain.data.sources.image_folder import ImageFolderDataModule as D; "
     "D(root=sys.argv[1], cache_dir=sys.argv[2], shape=[3, 16, 16], num_classes=3, "
     "workers=2).prepare_data()"
 )
@@ -186,9 +186,9 @@ def test_the_dataset_goes_on_the_device_only_within_its_budget(
     samples of 1x16x16 floats) takes 0.8 MB."""
     from types import SimpleNamespace
 
-    from dltrain.data import placement
-    from dltrain.data.record_batches import RecordBatches
-    from dltrain.data.synthetic import SyntheticDataModule
+    from dltrain.data.loading import placement
+    from dltrain.data.loading.record_batches import RecordBatches
+    from dltrain.data.sources.synthetic import SyntheticDataModule
 
     monkeypatch.setattr(placement, "device_memory", lambda device: 1_000_000)
     trainer = SimpleNamespace(
@@ -212,7 +212,7 @@ def test_the_dataset_goes_on_the_device_only_within_its_budget(
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_pinned_batches_are_pinned() -> None:
-    from dltrain.data.record_batches import RecordBatches
+    from dltrain.data.loading.record_batches import RecordBatches
 
     x = torch.arange(40, dtype=torch.uint8).view(10, 4)
     loader = RecordBatches(x, torch.arange(5), torch.arange(0, 10, 2), 2, pin=True,
@@ -223,8 +223,8 @@ def test_pinned_batches_are_pinned() -> None:
 
 def test_mnist_and_cifar_can_be_mapped_from_the_same_cache_format(tmp_path: Path) -> None:
     from conftest import make_cifar10, make_mnist
-    from dltrain.data.cifar import CIFAR10DataModule
-    from dltrain.data.mnist import MNISTDataModule
+    from dltrain.data.sources.cifar import CIFAR10DataModule
+    from dltrain.data.sources.mnist import MNISTDataModule
 
     data = make_cifar10(make_mnist(tmp_path / "data"))
     cache = tmp_path / "cache"

@@ -30,7 +30,7 @@ SIGNALLED = '''
 import os
 import signal
 
-from dltrain.data.synthetic import SyntheticDataModule
+from dltrain.data.sources.synthetic import SyntheticDataModule
 
 
 class SignalledData(SyntheticDataModule):

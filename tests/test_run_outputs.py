@@ -198,7 +198,7 @@ def test_predict_matches_the_trained_model(tiny: dict, tmp_path: Path) -> None:
     """PNGs of test images: dl-predict gives the probabilities the model gives them
     in training's own pipeline (same decoding, size and normalisation)."""
     from dltrain.checkpointing.checkpoint_io import load_checkpoint
-    from dltrain.data.mnist import MNISTDataModule
+    from dltrain.data.sources.mnist import MNISTDataModule
 
     images = tmp_path / "images"
     (images / "sub").mkdir(parents=True)

@@ -52,8 +52,9 @@ def builtin_targets() -> list[str]:
 def test_the_walk_finds_the_builtin_classes() -> None:
     targets = builtin_targets()
     for expected in ("dltrain.nets.mlp.MLP", "lightning.pytorch.Trainer", "torch.optim.Adam",
-                     "dltrain.data.augment.BatchAugment", "lightning.pytorch.loggers.MLFlowLogger",
-                     "dltrain.data.tokenizers.WordLevelTokenizer"):  # fmt: skip
+                     "dltrain.data.loading.augment.BatchAugment",
+                     "lightning.pytorch.loggers.MLFlowLogger",
+                     "dltrain.data.sources.tokenizers.WordLevelTokenizer"):  # fmt: skip
         assert expected in targets
     assert len(targets) >= 40
 

@@ -183,12 +183,12 @@ def test_what_the_config_tells_before_any_data_is_read() -> None:
 
     from dltrain.config.task import direction_given, task_before_data
 
-    table = {"_target_": "dltrain.data.tabular.TabularDataModule"}
+    table = {"_target_": "dltrain.data.sources.tabular.TabularDataModule"}
     assert task_before_data(OmegaConf.create({"task": "regression", "data": table})) == (
         "regression"
     )
     assert task_before_data(OmegaConf.create({"task": None, "data": table})) is None
-    digits = {"_target_": "dltrain.data.digits.DigitsDataModule"}
+    digits = {"_target_": "dltrain.data.sources.digits.DigitsDataModule"}
     assert task_before_data(OmegaConf.create({"task": None, "data": digits})) == ("classification")
     assert task_before_data(OmegaConf.create({})) == "classification"
     assert [direction_given(d) for d in (None, "auto", "maximize", ["minimize"])] == [

@@ -290,7 +290,7 @@ def test_metric_names_are_checked_against_what_the_run_logs() -> None:
     )
     # The user's own module, and a table whose task is not known yet: not checked here.
     assert check({"optimized_metric": "val/x", "module": {"_target_": "my.Module"}}) is None
-    table = {"_target_": "dltrain.data.tabular.TabularDataModule"}
+    table = {"_target_": "dltrain.data.sources.tabular.TabularDataModule"}
     assert check({"optimized_metric": "val/x", "data": table}) is None
     # Once known (settle wrote cfg.task): a regression run logs val/rmse_best, not acc.
     job = {"optimized_metric": "val/acc_best", "data": table, "task": "regression"}

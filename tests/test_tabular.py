@@ -18,8 +18,8 @@ from hydra import compose, initialize_config_dir
 
 from conftest import ROOT, run_cli, run_dir_of
 from dltrain.commands.train import run
-from dltrain.data import tabular_prep as prep
-from dltrain.data.tabular import TabularDataModule
+from dltrain.data.sources import tabular_prep as prep
+from dltrain.data.sources.tabular import TabularDataModule
 from dltrain.errors import UserError
 
 CONFIGS = ROOT / "configs"
@@ -159,7 +159,7 @@ def test_each_table_error_says_what_and_how_to_fix(tmp_path: Path) -> None:
         "(each split needs a row, training two) — use a larger table, or larger fractions"
     )
     assert _error(tmp_path, frame, ["data.target=y", "model=cnn"]).endswith(
-        "reads images, but data 'dltrain.data.tabular.TabularDataModule' is a table — use "
+        "reads images, but data 'dltrain.data.sources.tabular.TabularDataModule' is a table — use "
         "model=mlp, model=ft_transformer, model=xgboost or model=lightgbm for tables"
     )
 

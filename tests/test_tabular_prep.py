@@ -1,7 +1,7 @@
 """Tabular preprocessing, function by function, with exact values: the codes a net's
 embeddings index, the boundaries of type and task inference, scaling, the target
 encoding and every error's text. In process and fast: the mutation run of
-``data/tabular_prep.py`` runs these (with the property tests)."""
+``data/sources/tabular_prep.py`` runs these (with the property tests)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dltrain.data import tabular_prep as prep
+from dltrain.data.sources import tabular_prep as prep
 from dltrain.errors import ConfigError, DataError
 
 

@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dltrain.data import tabular_prep as prep
+from dltrain.data.sources import tabular_prep as prep
 from dltrain.errors import DataError
 
 LEVELS = ["red", "green", "blue"]

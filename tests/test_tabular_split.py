@@ -16,7 +16,7 @@ import torch
 
 from conftest import run_cli, run_dir_of
 from dltrain.commands.train import run
-from dltrain.data.tabular import TabularDataModule
+from dltrain.data.sources.tabular import TabularDataModule
 from dltrain.errors import DataError
 from test_tabular import compose_run, write_table
 
@@ -145,7 +145,7 @@ def test_a_checkpoint_without_a_stored_split_is_refused(tmp_path: Path) -> None:
 
 
 def test_row_keys_follow_content_not_position_and_number_duplicates() -> None:
-    from dltrain.data import tabular_split
+    from dltrain.data.sources import tabular_split
 
     frame = pd.DataFrame({"a": [1.0, 2.0, 1.0, np.nan], "b": ["x", "y", "x", None]})
     keys = tabular_split.row_keys(frame, ["a", "b"])

@@ -14,8 +14,8 @@ from hydra.utils import instantiate
 
 from conftest import ROOT, run_cli
 from dltrain.config.checks import validate
-from dltrain.data.text_batches import PaddedTextBatches
-from dltrain.data.tokenizers import WordLevelTokenizer
+from dltrain.data.loading.text_batches import PaddedTextBatches
+from dltrain.data.sources.tokenizers import WordLevelTokenizer
 from dltrain.errors import ConfigError, DataError
 
 CONFIGS = ROOT / "configs"
@@ -108,7 +108,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ---- data -------------------------------------------------------------------------------
 def text_module(tmp_path: Path, **kw):
-    from dltrain.data.text_files import TextFilesDataModule
+    from dltrain.data.sources.text_files import TextFilesDataModule
 
     args = dict(
         files=[str(tmp_path / "rt-polarity.neg"), str(tmp_path / "rt-polarity.pos")],
@@ -194,7 +194,7 @@ def test_labels_beyond_num_classes_are_a_data_error(tmp_path: Path) -> None:
 def test_hf_dataset_saved_to_disk_with_column_mapping(tmp_path: Path) -> None:
     import datasets
 
-    from dltrain.data.hf_dataset import HFDatasetDataModule
+    from dltrain.data.sources.hf_dataset import HFDatasetDataModule
 
     def part(n: int) -> datasets.Dataset:
         texts = [f"{(POSITIVE if i % 2 else NEGATIVE)[i % 3]} {i}" for i in range(n)]
@@ -499,7 +499,7 @@ def test_models_and_data_of_different_kinds_do_not_mix() -> None:
         validate(compose_train(["data=text_files"]))  # mlp
     assert str(err.value) == (
         "model 'dltrain.nets.mlp.MLP' reads tensors (images or arrays), but data "
-        "'dltrain.data.text_files.TextFilesDataModule' holds text — use a text model "
+        "'dltrain.data.sources.text_files.TextFilesDataModule' holds text — use a text model "
         "(model=textcnn or model=hf_classifier) for text data"
     )
 

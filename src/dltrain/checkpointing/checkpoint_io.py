@@ -36,9 +36,42 @@ def load_checkpoint(path: Path, map_location: Any = "cpu", mmap: bool = False) -
             "pass ckpt_path=<run dir>/checkpoints/<file>.ckpt of a finished or interrupted run",
         )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError) as ex:
         raise unreadable(path, ex) from ex
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("dltrain_config"), dict):
+        checkpoint["dltrain_config"] = moved_targets(checkpoint["dltrain_config"])
+    return checkpoint
+
+
+#: Modules that moved, old name -> new: a checkpoint written before a move names its
+#: classes by the old ``_target_`` and still evaluates, predicts and resumes.
+MOVED_MODULES = {
+    f"dltrain.data.{name}": f"dltrain.data.{package}.{name}"
+    for package, names in {
+        "sources": "cifar digits mnist mnist1d synthetic hf_dataset image_folder tabular "
+        "tabular_prep tabular_split text text_files tokenizers",
+        "loading": "memory batches record_batches text_batches placement augment arguments",
+        "storage": "record_cache image_decode files idx",
+    }.items()
+    for name in names.split()
+}
+
+
+def moved_targets(node: Any) -> Any:
+    """``node`` with every ``_target_`` of a moved module renamed to where it lives now."""
+    if isinstance(node, dict):
+        return {k: _renamed(v) if k == "_target_" else moved_targets(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [moved_targets(v) for v in node]
+    return node
+
+
+def _renamed(target: Any) -> Any:
+    if not isinstance(target, str) or "." not in target:
+        return target
+    module, _, name = target.rpartition(".")
+    return f"{MOVED_MODULES.get(module, module)}.{name}"
 
 
 def unreadable(path: Path, ex: BaseException) -> DataError:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dltrain.checkpointing.checkpoint_io import SafeCheckpointIO
 from dltrain.commands import build
-from dltrain.data.tabular import CHECKPOINT_KEY, TabularDataModule
+from dltrain.data.sources.tabular import CHECKPOINT_KEY, TabularDataModule
 from dltrain.errors import ConfigError
 from dltrain.module import metrics as scoring
 from dltrain.records import plotting

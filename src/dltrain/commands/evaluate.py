@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from dltrain.checkpointing.checkpoint_io import load_checkpoint
 from dltrain.commands import build
 from dltrain.config.checks import validate
-from dltrain.data.tabular import checkpoint_state
+from dltrain.data.sources.tabular import checkpoint_state
 from dltrain.errors import DataError
 from dltrain.records.results import write_results
 

@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from dltrain.checkpointing.checkpoint_io import load_checkpoint
 from dltrain.checkpointing.run_record import rebuild_net
 from dltrain.commands import predict_rows, predict_text
-from dltrain.data.augment import center_crop
-from dltrain.data.image_decode import decode_image
-from dltrain.data.tabular import checkpoint_state
+from dltrain.data.loading.augment import center_crop
+from dltrain.data.sources.tabular import checkpoint_state
+from dltrain.data.storage.image_decode import decode_image
 from dltrain.errors import ConfigError, DataError
 from dltrain.records.results import write_json
 
@@ -118,7 +118,7 @@ def find_images(inputs: Any) -> list[Path]:
 
 def load_image(path: Path, shape: Sequence[int]) -> Tensor:
     """Decode to the model's channel count and size: ``uint8`` ``(C, H, W)``, with the
-    decoder image folders are cached with (``data/image_decode.py``)."""
+    decoder image folders are cached with (``data/storage/image_decode.py``)."""
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise ConfigError(
             f"this model takes inputs of shape {list(shape)}, not images",

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.data import tabular_prep as prep
-from dltrain.data.tabular import read_table
+from dltrain.data.sources import tabular_prep as prep
+from dltrain.data.sources.tabular import read_table
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 

@@ -18,9 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 from torch import Tensor, nn
 
-from dltrain.data.text import encode_texts
-from dltrain.data.text_batches import PaddedTextBatches
-from dltrain.data.text_files import read_lines, read_rows
+from dltrain.data.loading.text_batches import PaddedTextBatches
+from dltrain.data.sources.text import encode_texts
+from dltrain.data.sources.text_files import read_lines, read_rows
 from dltrain.errors import ConfigError, DataError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")

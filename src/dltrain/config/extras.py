@@ -27,9 +27,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 #: ``_target_`` prefixes (a module, or a class) and the extra each needs.
 NEEDED_BY: dict[str, str] = {
     "dltrain.nets.hf_classifier": "text",
-    "dltrain.data.text_files": "text",
-    "dltrain.data.hf_dataset": "text",
-    "dltrain.data.tokenizers": "text",
+    "dltrain.data.sources.text_files": "text",
+    "dltrain.data.sources.hf_dataset": "text",
+    "dltrain.data.sources.tokenizers": "text",
     "lightning.pytorch.loggers.MLFlowLogger": "mlflow",
     "lightning.pytorch.loggers.mlflow": "mlflow",
     "lightning.pytorch.loggers.TensorBoardLogger": "tensorboard",

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # torchmetrics is imported where metrics are built: config ch
     from torch import Tensor  # read the names below without importing torch
     from torchmetrics import Metric
 
-#: Label of the padding samples of DDP evaluation shards (``data/batches.py``), which
+#: Label of the padding samples of DDP evaluation shards (``data/loading/batches.py``), which
 #: every metric ignores: ``F.cross_entropy``'s default ``ignore_index``.
 IGNORE_INDEX = -100
 #: Stages that can log extra metrics.

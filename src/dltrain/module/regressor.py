@@ -100,7 +100,7 @@ class Regressor(RunModule):
     def _update(self, stage: str, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """Feed the stage's metrics one batch, without its padding rows: under DDP the
         evaluation shards are padded to equal length with NaN targets
-        (``data/batches.py``), so every sample counts once for any world size."""
+        (``data/loading/batches.py``), so every sample counts once for any world size."""
         x, y = batch
         real = ~y.isnan()
         pred, y = self.net(x).reshape(-1).float()[real], y[real]

@@ -1,6 +1,6 @@
 """Inputs of tabular nets: numeric columns as they are, categorical codes embedded.
 
-A tabular data set (``data/tabular.py``) serves one float matrix a batch: the numeric
+A tabular data set (``data/sources/tabular.py``) serves one float matrix a batch: the numeric
 columns (scaled, plus missing indicators) first, then one integer code per categorical
 column (0 unknown, 1 missing, 2.. the training levels). ``features`` describes it:
 ``{"numeric": n, "categories": [cardinality, ...]}``; the recipe puts it in the model

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from dltrain.data.batches import PAD_LABEL
+from dltrain.data.loading.batches import PAD_LABEL
 from dltrain.records import plotting
 from dltrain.records.history import Row, merge_rows, read_history, write_history
 
@@ -117,7 +117,7 @@ class RunPlots(Callback):
         self._kept = {"probs": [], "values": [], "target": []}
         classes = self.num_classes or getattr(trainer.datamodule, "num_classes", None)
         if isinstance(classes, int) and classes >= 2:
-            # Padding samples of DDP evaluation shards carry label -100 (data/batches.py).
+            # Padding samples of DDP evaluation shards carry label -100 (data/loading/batches.py).
             self._confmat = MulticlassConfusionMatrix(classes, ignore_index=PAD_LABEL).to(
                 pl_module.device
             )
@@ -207,5 +207,5 @@ def _gather_rows(trainer: pl.Trainer, parts: list[Tensor]) -> Tensor:
 
 def _real(target: Tensor) -> Tensor:
     """The mask of real samples: padding carries ``PAD_LABEL`` (class labels) or
-    ``PAD_TARGET`` (NaN, float targets) (``data/batches.py``)."""
+    ``PAD_TARGET`` (NaN, float targets) (``data/loading/batches.py``)."""
     return ~target.isnan() if target.is_floating_point() else target != PAD_LABEL

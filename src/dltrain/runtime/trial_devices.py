@@ -2,7 +2,7 @@
 
 Why: with the joblib launcher every job is its own process, and a single-GPU profile
 (``trainer=gpu``: ``devices: 1``) puts each one on GPU 0; each then budgets its dataset
-against the whole device (``data.device_budget``, ``data/placement.py``), so four
+against the whole device (``data.device_budget``, ``data/loading/placement.py``), so four
 trials at 0.25 each claim the whole GPU between them. Here job ``k``
 (``hydra.job.num``: the Optuna sweeper launches a batch as the trial numbers
 ``first .. first + n - 1``, Hydra's basic sweeper numbers its jobs in order) takes

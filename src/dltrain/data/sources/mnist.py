@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dltrain.data import idx
-from dltrain.data.files import check_files, load_torchvision
-from dltrain.data.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.storage import idx
+from dltrain.data.storage.files import check_files, load_torchvision
 
 RAW_FILES = (
     "train-images-idx3-ubyte",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dltrain.data.arguments import Size
-from dltrain.data.memory import InMemoryDataModule, Split
+from dltrain.data.loading.arguments import Size
+from dltrain.data.loading.memory import InMemoryDataModule, Split
 
 
 class SyntheticDataModule(InMemoryDataModule):

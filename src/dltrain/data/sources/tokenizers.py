@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from dltrain import hub
-from dltrain.data.arguments import Size
+from dltrain.data.loading.arguments import Size
 
 PAD, UNK = "[PAD]", "[UNK]"
 

@@ -4,10 +4,10 @@ A subclass only says how to read its files (``load``); splitting, normalisation 
 batching live here once. Images stay ``uint8`` in memory (4x smaller than float) and
 are scaled/normalised per batch as one tensor op after the batch reaches its device.
 A subclass may return splits that index a memory-mapped record cache
-(``data/record_cache.py``) instead: their inputs are then the whole cache and a split
+(``data/storage/record_cache.py``) instead: their inputs are then the whole cache and a split
 is an index array into it, never a copy.
 
-Where the data lives on an accelerator (``data/placement.py``): on the device when it
+Where the data lives on an accelerator (``data/loading/placement.py``): on the device when it
 takes at most ``device_budget`` of the device's memory, else in host memory, each batch
 gathered into pinned memory and copied asynchronously.
 """
@@ -26,11 +26,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dltrain.data import placement, record_cache
-from dltrain.data.arguments import Classes, Fraction, Shape, Size, Std
-from dltrain.data.augment import center_crop
-from dltrain.data.batches import TensorBatches
-from dltrain.data.record_batches import RecordBatches
+from dltrain.data.loading import placement
+from dltrain.data.loading.arguments import Classes, Fraction, Shape, Size, Std
+from dltrain.data.loading.augment import center_crop
+from dltrain.data.loading.batches import TensorBatches
+from dltrain.data.loading.record_batches import RecordBatches
+from dltrain.data.storage import record_cache
 from dltrain.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         x, y = batch
         x = self.normalize(x)
         if self.augment is not None and self.trainer is not None and self.trainer.training:
-            x = self.augment(x)  # training batches only (see data/augment.py)
+            x = self.augment(x)  # training batches only (see data/loading/augment.py)
         if self.cache_shape != self.shape:  # stored larger: evaluation's center crop
             x = center_crop(x, self.shape[1:])
         return x, y

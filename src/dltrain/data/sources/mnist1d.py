@@ -8,8 +8,8 @@ import random
 import numpy as np
 import torch
 
-from dltrain.data.arguments import Size
-from dltrain.data.memory import InMemoryDataModule, Split
+from dltrain.data.loading.arguments import Size
+from dltrain.data.loading.memory import InMemoryDataModule, Split
 
 
 class MNIST1DDataModule(InMemoryDataModule):

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dltrain.data.files import check_files, load_torchvision
-from dltrain.data.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.storage.files import check_files, load_torchvision
 from dltrain.errors import DataError
 
 FOLDER = "cifar-10-batches-py"

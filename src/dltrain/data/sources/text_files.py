@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dltrain.data.text import TextDataModule, TextSplit
+from dltrain.data.sources.text import TextDataModule, TextSplit
 from dltrain.errors import ConfigError, DataError
 
 

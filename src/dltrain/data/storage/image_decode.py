@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from dltrain.data.record_cache import Writer
+from dltrain.data.storage.record_cache import Writer
 from dltrain.errors import ConfigError, DataError
 
 #: Images a worker decodes per task (the unit of progress and of resuming).

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dltrain.data.batches import TensorBatches
+from dltrain.data.loading.batches import TensorBatches
 
 
 class RecordBatches(TensorBatches):

@@ -20,8 +20,8 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from dltrain.data.arguments import Classes, Fraction, Size
-from dltrain.data.text_batches import PaddedTextBatches
+from dltrain.data.loading.arguments import Classes, Fraction, Size
+from dltrain.data.loading.text_batches import PaddedTextBatches
 from dltrain.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class TextDataModule(pl.LightningDataModule):
     """Tokenises a text classification dataset once; serves dynamically padded batches.
 
     Args:
-        tokenizer: a ``dltrain.data.tokenizers`` tokenizer (set by the model config: the
+        tokenizer: a ``dltrain.data.sources.tokenizers`` tokenizer (set by the model config: the
             pretrained model's own, or one trained here).
         num_classes: number of classes (checked against the labels).
         max_length: longer texts are truncated to this many tokens.

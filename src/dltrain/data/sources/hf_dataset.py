@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from dltrain import hub
-from dltrain.data.text import TextDataModule, TextSplit
-from dltrain.data.text_files import label_indices, label_names
+from dltrain.data.sources.text import TextDataModule, TextSplit
+from dltrain.data.sources.text_files import label_indices, label_names
 from dltrain.errors import ConfigError, DataError
 
 

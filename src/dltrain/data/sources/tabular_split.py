@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dltrain.data.tabular_prep import as_text
+from dltrain.data.sources.tabular_prep import as_text
 from dltrain.errors import DataError
 from dltrain.runtime.process import is_rank_zero
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dltrain.data import tabular_prep as prep
-from dltrain.data import tabular_split as split
-from dltrain.data.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.sources import tabular_prep as prep
+from dltrain.data.sources import tabular_split as split
 from dltrain.errors import ConfigError, DataError
 
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dltrain.data.batches import TensorBatches
+from dltrain.data.loading.batches import TensorBatches
 
 #: Training samples are sorted by length within pools of this many batches, then the
 #: batches are shuffled: similar lengths together, yet a different mix every epoch.

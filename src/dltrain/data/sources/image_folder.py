@@ -6,7 +6,7 @@
 Files are found with torchvision's ImageFolder rules (class = sub-folder name, sorted;
 its image extensions), decoded with PIL by ``data.workers`` processes and resized to
 ``data.cache_shape`` (default ``data.shape``). The ``uint8`` records go to a
-memory-mapped cache under ``cache_dir`` (``data/record_cache.py``) keyed by every
+memory-mapped cache under ``cache_dir`` (``data/storage/record_cache.py``) keyed by every
 file's path, size and modification time and the stored shape, so a changed folder is
 read again, a killed first pass continues where it stopped, and a run's memory does
 not grow with the folder. The decoding runs in ``prepare_data`` (once per node under
@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dltrain.data import record_cache
-from dltrain.data.arguments import Fraction
-from dltrain.data.image_decode import fill_images
-from dltrain.data.memory import InMemoryDataModule, Split
+from dltrain.data.loading.arguments import Fraction
+from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.storage import record_cache
+from dltrain.data.storage.image_decode import fill_images
 from dltrain.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
