@@ -9,8 +9,8 @@ from datetime import datetime
 from pathlib import Path
 
 from conftest import BIN
-from dltrain.config import run_dirs
 from dltrain.module import logged
+from dltrain.runtime import run_dirs
 
 TINY = ["debug=fast", "task_name=train", "callbacks.plots=null"]
 

@@ -138,7 +138,8 @@ def test_a_given_direction_that_contradicts_its_metric_is_refused() -> None:
 def test_settle_renames_the_metrics_a_regression_run_logs() -> None:
     from omegaconf import OmegaConf
 
-    from dltrain.config.task import logged_name, settle
+    from dltrain.commands.settle import settle
+    from dltrain.config.task import logged_name
 
     assert logged_name("val/acc_best", "regression") == "val/rmse_best"
     assert logged_name("val/acc_best", "classification") == "val/acc_best"
@@ -202,7 +203,7 @@ def test_what_the_config_tells_before_any_data_is_read() -> None:
 def test_settle_writes_what_the_data_turned_out_to_be() -> None:
     from omegaconf import OmegaConf
 
-    from dltrain.config.task import settle
+    from dltrain.commands.settle import settle
 
     spec = {"numeric": 3, "categories": [4]}
     data = {"shape": (5,), "num_classes": 3, "tabular": spec}

@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.checkpointing.checkpoint_io import SafeCheckpointIO
+from dltrain.commands.settle import settle
 from dltrain.config import combinations
 from dltrain.config import task as run_task
 from dltrain.config.targets import DATA_DESCRIPTIVE, DATA_RUNNER, MODULE_GIVEN
@@ -54,11 +55,11 @@ def datamodule(
                 "task=regression needs tabular data (a numeric target column)",
                 "use data=tabular (data.path=..., data.target=...), or task=classification",
             )
-        run_task.settle(cfg)
+        settle(cfg)
         return dm
     state = prepare(fitted)
     shown = {"shape": list(dm.shape), "num_classes": dm.num_classes}
-    run_task.settle(cfg, state.task, {**shown, "tabular": state.feature_spec()})
+    settle(cfg, state.task, {**shown, "tabular": state.feature_spec()})
     return dm
 
 

@@ -14,9 +14,9 @@ import hydra
 from omegaconf import DictConfig
 
 from dltrain import errors
-from dltrain.config import project, run_dirs
+from dltrain.config import project
 from dltrain.config.paths import CONFIG_DIR
-from dltrain.runtime import startup
+from dltrain.runtime import run_dirs, startup
 
 run_dirs.register()  # ${unique_dir:...} in configs/hydra/default.yaml
 

@@ -45,9 +45,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     # A table's preprocessing as fitted in training (not refitted on today's file).
     fitted = checkpoint_state(checkpoint)
     if "dltrain_booster" in checkpoint:  # boosted trees: no Lightning loop
-        from dltrain.commands import boosted
+        from dltrain.trees import recipe
 
-        metrics = boosted.evaluate(run_cfg, checkpoint, fitted or {})
+        datamodule = build.datamodule(run_cfg, fitted=fitted or {})
+        extra = build.classification_metrics(run_cfg)
+        metrics = recipe.evaluate(run_cfg, checkpoint, datamodule, extra)
         is_global_zero = True
     else:
         metrics, is_global_zero = _evaluate_net(run_cfg, cfg, ckpt_path, fitted)

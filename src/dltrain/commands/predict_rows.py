@@ -68,9 +68,9 @@ def _predict(checkpoint: dict[str, Any], x: np.ndarray, batch: int) -> np.ndarra
     """Values ``(N,)`` on the standardised scale, or class probabilities ``(N, C)``."""
     run_cfg = OmegaConf.create(checkpoint["dltrain_config"])
     if "dltrain_booster" in checkpoint:
-        from dltrain.commands import boosted
+        from dltrain.trees import recipe
 
-        return boosted.load(run_cfg, checkpoint).predict(x)
+        return recipe.load(run_cfg, checkpoint).predict(x)
     from dltrain.checkpointing.run_record import rebuild_net
 
     net = rebuild_net(checkpoint, Path("checkpoint"))[0]

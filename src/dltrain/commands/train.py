@@ -94,9 +94,11 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     # a table is read and fitted here (cfg learns the task)
     datamodule = build.datamodule(cfg, batch_size=batch.per_device if batch else None)
     if is_booster(cfg.model.get("_target_")):  # boosted trees: their library's own loop
-        from dltrain.commands import boosted
+        from dltrain.trees import recipe
 
-        return boosted.fit_and_test(cfg, datamodule)
+        return recipe.fit_and_test(
+            cfg, datamodule, build.loggers(cfg), build.classification_metrics(cfg)
+        )
     check_plateau(cfg, datamodule)  # the built data module knows its validation split
     module = build.module(cfg, datamodule)
     loggers = build.loggers(cfg)

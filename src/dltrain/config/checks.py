@@ -7,11 +7,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.config import combinations, run_dirs, signatures, targets
+from dltrain.config import combinations, signatures, targets
 from dltrain.config.global_batch import devices_per_node
 from dltrain.config.model_data import check_model_takes_data
 from dltrain.errors import ConfigError
 from dltrain.module.metrics import check_metric_names
+from dltrain.runtime import run_dirs
 from dltrain.runtime.precision import GPU_ACCELERATORS
 
 #: Groups whose classes import torch but not Lightning: checked first.

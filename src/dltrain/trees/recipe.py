@@ -3,7 +3,9 @@
 The same data module, split and preprocessing as the nets, the same metric names in
 ``results.json`` and the loggers, the same plots and history, a checkpoint that
 ``dl-eval`` and ``dl-predict`` read; only the loop is the boosting library's own.
-``train.fit_and_test`` comes here when the model is a tree.
+``commands/train.py`` comes here when the model is a tree; it hands over the built data
+module, the loggers and the metric names, so the recipe sits beside the boosters
+without reaching up into the commands.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.checkpointing.checkpoint_io import SafeCheckpointIO
-from dltrain.commands import build
 from dltrain.data.sources.tabular import CHECKPOINT_KEY, TabularDataModule
 from dltrain.errors import ConfigError
 from dltrain.module import metrics as scoring
@@ -39,9 +40,12 @@ HISTORY_NAMES = {
 CHECKPOINT = "model.ckpt"
 
 
-def fit_and_test(cfg: DictConfig, dm: Any) -> dict[str, Any]:
+def fit_and_test(
+    cfg: DictConfig, dm: Any, loggers: list[Any], extra: dict[str, list[str]]
+) -> dict[str, Any]:
     """Fit the trees on the training rows (early stopping on validation), score every
-    split, write plots, history, checkpoint and logger records; the record of the run."""
+    split, write plots, history, checkpoint and logger records; the record of the run.
+    ``extra``: the classification metrics by stage (``cfg.metrics``) besides accuracy."""
     if not isinstance(dm, TabularDataModule):
         raise ConfigError(
             f"model={_choice(cfg)} (boosted trees) needs tabular data",
@@ -52,7 +56,6 @@ def fit_and_test(cfg: DictConfig, dm: Any) -> dict[str, Any]:
     booster: Booster = instantiate(cfg.model)
     kind = kind_of(state.task, dm.num_classes)
     splits = _arrays(dm)
-    loggers = build.loggers(cfg)
     for logger in loggers:
         logger.log_hyperparams(_flat(cfg))
     t0 = time.monotonic()
@@ -69,7 +72,7 @@ def fit_and_test(cfg: DictConfig, dm: Any) -> dict[str, Any]:
     )
     fit_s = time.monotonic() - t0
     rows = history_rows(history, state.target_std if state.task == "regression" else 1.0)
-    metrics = score(cfg, booster, dm, splits)
+    metrics = score(booster, dm, splits, extra)
     ckpt = save(run_dir / "checkpoints" / CHECKPOINT, cfg, dm, booster)
     write_history(run_dir, rows)
     plot(run_dir, rows, booster, dm, splits["test"])
@@ -111,11 +114,10 @@ def _pruning(cfg: DictConfig, booster: Booster, kind: str, has_val: bool) -> lis
 
 
 def score(
-    cfg: DictConfig, booster: Booster, dm: TabularDataModule, splits: dict[str, Any]
+    booster: Booster, dm: TabularDataModule, splits: dict[str, Any], extra: dict[str, list[str]]
 ) -> dict[str, float]:
     """``<split>/<metric>`` of every split, named as the nets' modules log them."""
     state = dm.state
-    extra = build.classification_metrics(cfg)
     out: dict[str, float] = {}
     for split, (x, y) in splits.items():
         pred = torch.from_numpy(booster.predict(x))
@@ -208,13 +210,14 @@ def load(run_cfg: DictConfig, checkpoint: dict[str, Any]) -> Booster:
     return booster
 
 
-def evaluate(run_cfg: DictConfig, checkpoint: dict[str, Any], fitted: dict) -> dict[str, float]:
-    """``dl-eval`` of a tree checkpoint: its preprocessing, its trees, every split but
-    training scored."""
-    dm = build.datamodule(run_cfg, fitted=fitted)
+def evaluate(
+    run_cfg: DictConfig, checkpoint: dict[str, Any], dm: Any, extra: dict[str, list[str]]
+) -> dict[str, float]:
+    """``dl-eval`` of a tree checkpoint: ``dm`` built with the checkpoint's fitted
+    preprocessing, its trees, every split but training scored."""
     booster = load(run_cfg, checkpoint)
     splits = {k: v for k, v in _arrays(dm).items() if k != "train"}
-    return score(run_cfg, booster, dm, splits)
+    return score(booster, dm, splits, extra)
 
 
 def _flat(cfg: DictConfig) -> dict[str, Any]:
