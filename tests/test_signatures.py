@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from conftest import ROOT
-from dltrain.config import signatures
+from dltrain.config import signature_reading, signatures
 from dltrain.errors import ConfigError
 
 CONFIGS = ROOT / "configs"
@@ -169,7 +169,7 @@ def test_config_types_keep_what_a_config_can_hold(annotation: str, config_type: 
     from lightning.pytorch.callbacks import Callback  # noqa: F401
     from torch import Tensor, nn  # noqa: F401
 
-    assert signatures.config_type(eval(annotation)) == eval(config_type)
+    assert signature_reading.config_type(eval(annotation)) == eval(config_type)
 
 
 # ---- configs the check must accept, and the ??? it must not ---------------------------------
