@@ -400,7 +400,7 @@ def test_corrupt_checkpoint_is_refused_by_dl_eval(tmp_path: Path) -> None:
 def test_nan_inputs_name_the_split(tmp_path: Path) -> None:
     import torch
 
-    from dltrain.data.loading.memory import Split
+    from dltrain.data.loading.split import Split
     from dltrain.data.sources.synthetic import SyntheticDataModule
 
     class WithNaN(SyntheticDataModule):

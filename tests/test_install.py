@@ -219,7 +219,8 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch
-from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule
+from dltrain.data.loading.split import Split
 
 
 class StripesData(InMemoryDataModule):

@@ -1,6 +1,7 @@
 """Moved modules: a checkpoint written before ``dltrain.data`` was split into
 ``sources``/``loading``/``storage`` names its classes by their old ``_target_`` and
-still evaluates."""
+still evaluates; a config naming an old module is refused with the new name; a project
+made by ``dl-init`` before the split still imports its base class."""
 
 from __future__ import annotations
 
@@ -40,3 +41,22 @@ def test_a_checkpoint_naming_the_old_data_module_evaluates(tmp_path: Path) -> No
     assert out.returncode == 0, out.stderr
     scored = json.loads((run_dir_of(tmp_path, "eval") / "results.json").read_text())
     assert scored["metrics"]["test/acc"] == trained["metrics"]["test/acc"]
+
+
+def test_a_config_naming_an_old_data_module_is_refused_with_the_new_name(tmp_path: Path) -> None:
+    out = run_cli(["data._target_=dltrain.data.digits.DigitsDataModule"], cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: dltrain.data.digits.DigitsDataModule has moved to "
+        "dltrain.data.sources.digits.DigitsDataModule — write _target_: "
+        "dltrain.data.sources.digits.DigitsDataModule"
+    )
+
+
+def test_the_old_base_class_import_of_dl_init_projects_still_works() -> None:
+    from dltrain.data.loading.memory import InMemoryDataModule
+    from dltrain.data.loading.split import Split
+    from dltrain.data.memory import InMemoryDataModule as Old
+    from dltrain.data.memory import Split as OldSplit
+
+    assert Old is InMemoryDataModule and OldSplit is Split

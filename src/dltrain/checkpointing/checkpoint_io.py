@@ -12,6 +12,7 @@ from typing import Any
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.strategies import FSDPStrategy
 
+from dltrain.data.moved import moved_target
 from dltrain.errors import ConfigError, DataError, RunError
 
 #: Where Lightning puts what ``save_hyperparameters()`` captured (the module's, the data
@@ -44,20 +45,6 @@ def load_checkpoint(path: Path, map_location: Any = "cpu", mmap: bool = False) -
     return checkpoint
 
 
-#: Modules that moved, old name -> new: a checkpoint written before a move names its
-#: classes by the old ``_target_`` and still evaluates, predicts and resumes.
-MOVED_MODULES = {
-    f"dltrain.data.{name}": f"dltrain.data.{package}.{name}"
-    for package, names in {
-        "sources": "cifar digits mnist mnist1d synthetic hf_dataset image_folder tabular "
-        "tabular_prep tabular_split text text_files tokenizers",
-        "loading": "memory batches record_batches text_batches placement augment arguments",
-        "storage": "record_cache image_decode files idx",
-    }.items()
-    for name in names.split()
-}
-
-
 def moved_targets(node: Any) -> Any:
     """``node`` with every ``_target_`` of a moved module renamed to where it lives now."""
     if isinstance(node, dict):
@@ -68,10 +55,7 @@ def moved_targets(node: Any) -> Any:
 
 
 def _renamed(target: Any) -> Any:
-    if not isinstance(target, str) or "." not in target:
-        return target
-    module, _, name = target.rpartition(".")
-    return f"{MOVED_MODULES.get(module, module)}.{name}"
+    return moved_target(target) if isinstance(target, str) else target
 
 
 def unreadable(path: Path, ex: BaseException) -> DataError:

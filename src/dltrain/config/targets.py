@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain.config import extras
+from dltrain.data.moved import moved_target
 from dltrain.errors import ConfigError, did_you_mean
 
 #: Groups whose choice names the config best in a message, in this order.
@@ -86,6 +87,9 @@ def check_importable(cfg: DictConfig, groups: tuple[str, ...] | None = None) -> 
 
 def locate(target: str) -> Any:
     """The object a ``_target_`` names; ``ConfigError`` naming the user's mistake."""
+    moved = moved_target(target)
+    if moved != target:
+        raise ConfigError(f"{target} has moved to {moved}", f"write _target_: {moved}")
     parts = target.split(".")
     obj: Any = None
     found = 0

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule
+from dltrain.data.loading.split import Split
 from dltrain.data.storage.files import check_files, load_torchvision
 from dltrain.errors import DataError
 

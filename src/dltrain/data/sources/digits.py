@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule
+from dltrain.data.loading.split import Split
 
 #: The test split is fixed (independent of the run's seed) so runs stay comparable.
 TEST_FRACTION = 0.2

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from dltrain.data.loading.arguments import Fraction
-from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule
+from dltrain.data.loading.split import Split
 from dltrain.data.storage import record_cache
 from dltrain.data.storage.image_decode import fill_images
 from dltrain.errors import ConfigError, DataError

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule
+from dltrain.data.loading.split import Split
 from dltrain.data.storage import idx
 from dltrain.data.storage.files import check_files, load_torchvision
 

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from dltrain.data.loading.arguments import Size
-from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule
+from dltrain.data.loading.split import Split
 
 
 class MNIST1DDataModule(InMemoryDataModule):

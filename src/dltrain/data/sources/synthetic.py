@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from dltrain.data.loading.arguments import Size
-from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule
+from dltrain.data.loading.split import Split
 
 
 class SyntheticDataModule(InMemoryDataModule):

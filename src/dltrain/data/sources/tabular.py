@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dltrain.data.loading.memory import InMemoryDataModule, Split
+from dltrain.data.loading.memory import InMemoryDataModule
+from dltrain.data.loading.split import Split
 from dltrain.data.sources import tabular_prep as prep
 from dltrain.data.sources import tabular_split as split
 from dltrain.errors import ConfigError, DataError
