@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/datasets
 
-.PHONY: help install train test test-min mutate smoke lint bench clean
+.PHONY: help install train test test-min mutate smoke lint bench docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ lint: $(STAMP) ## ruff
 
 bench: $(STAMP) ## speed/memory benchmarks vs plain loops (DATA_DIR=../shared/datasets)
 	$(BIN)/python scripts/bench.py --data-dir $(DATA_DIR)
+
+docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict: a warning fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean: ## remove run outputs (keeps .venv)
 	rm -rf outputs/*/ bench.json
