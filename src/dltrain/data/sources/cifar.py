@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dltrain.data.loading.memory import InMemoryDataModule
 from dltrain.data.loading.split import Split
-from dltrain.data.storage.files import check_files, load_torchvision
+from dltrain.data.sources.torchvision_layout import TorchvisionDataModule
+from dltrain.data.storage.files import check_files
 from dltrain.errors import DataError
 
 FOLDER = "cifar-10-batches-py"
@@ -69,20 +69,10 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-class CIFAR10DataModule(InMemoryDataModule):
+class CIFAR10DataModule(TorchvisionDataModule):
     """CIFAR-10: 50,000 train + 10,000 test 32x32 RGB ``uint8`` images."""
 
-    def __init__(
-        self, data_dir: str, download: bool = False, cache_dir: str | None = None, **kwargs
-    ) -> None:
-        super().__init__(**kwargs)
-        self.data_dir = Path(data_dir)
-        self.download = bool(download)
-        self.cache_dir = Path(cache_dir) if cache_dir else None
-
-    def prepare_data(self) -> None:
-        if self.download:
-            load_torchvision("CIFAR10", self.data_dir, train=True, download=True)
+    dataset = "CIFAR10"
 
     def load(self) -> tuple[Split, Split]:
         folder = self.data_dir / FOLDER

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from dltrain.data.loading.memory import InMemoryDataModule
 from dltrain.data.loading.split import Split
+from dltrain.data.sources.torchvision_layout import TorchvisionDataModule
 from dltrain.data.storage import idx
 from dltrain.data.storage.files import check_files, load_torchvision
 
@@ -17,24 +15,11 @@ RAW_FILES = (
 )
 
 
-class MNISTDataModule(InMemoryDataModule):
+class MNISTDataModule(TorchvisionDataModule):
     """MNIST digits, 60,000 train + 10,000 test 28x28 ``uint8`` images."""
 
     #: torchvision dataset class name; also the folder name under ``data_dir``.
     dataset = "MNIST"
-
-    def __init__(
-        self, data_dir: str, download: bool = False, cache_dir: str | None = None, **kwargs
-    ) -> None:
-        super().__init__(**kwargs)
-        self.data_dir = Path(data_dir)
-        self.download = bool(download)
-        self.cache_dir = Path(cache_dir) if cache_dir else None
-
-    def prepare_data(self) -> None:
-        if self.download:
-            load_torchvision(self.dataset, self.data_dir, train=True, download=True)
-            load_torchvision(self.dataset, self.data_dir, train=False, download=True)
 
     def load(self) -> tuple[Split, Split]:
         raw = self.data_dir / self.dataset / "raw"
