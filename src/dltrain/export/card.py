@@ -117,6 +117,9 @@ class InputSpec:
     tokenizer: str | None = None  # file name in the folder (TOKENIZER_FILE)
     max_length: int = 0
     pad_id: int = 0
+    # The shortest sequence the graph takes (a TextCNN's widest filter): pad a batch
+    # shorter than this with pad_id (mask 0) up to it; the outputs do not change.
+    min_length: int = 1
     text_column: str = "text"
     # table: TabularState.to_dict() without "split"
     preprocessing: dict[str, Any] | None = None
