@@ -44,7 +44,7 @@ What the graph takes (``input.tensors``), by ``input.kind``:
   were center-cropped to ``shape`` for evaluation; resize to ``stored_shape``, then crop.
 - ``text``: ``input_ids`` and ``attention_mask``, int64 ``["batch", "sequence"]``: the
   tokenizer's ids truncated to ``max_length`` tokens, right-padded with ``pad_id`` to
-  the batch's longest text; the mask is 1 on real tokens, 0 on padding.
+  the batch's longest text, at least ``min_length``; the mask is 1 on real tokens, 0 on padding.
 - ``table``: one float32 tensor ``x`` ``["batch", width]``: the rows after the fitted
   preprocessing in ``input.preprocessing`` (``TabularState.to_dict()`` of
   ``data/sources/tabular_prep.py`` minus its row keys ``split``: plain JSON). Layout
