@@ -119,10 +119,22 @@ def _eval(cfg: DictConfig) -> None:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="predict", version_base="1.3")
 def _predict(cfg: DictConfig) -> None:
-    from dltrain.commands.predict import run
+    def task(cfg: DictConfig) -> object:
+        from dltrain.serve.card import is_export_folder
 
-    startup.freeze_imports()
-    _run_task(run, cfg)
+        if is_export_folder(str(cfg.ckpt_path)):  # ONNX Runtime alone: torch never imported
+            from omegaconf import OmegaConf
+
+            from dltrain.serve.files import run as run_export
+
+            startup.freeze_imports()
+            return run_export(OmegaConf.to_container(cfg, resolve=True))
+        from dltrain.commands.predict import run
+
+        startup.freeze_imports()
+        return run(cfg)
+
+    _run_task(task, cfg)
 
 
 def train_main() -> None:
@@ -138,6 +150,25 @@ def eval_main() -> None:
 def predict_main() -> None:
     """``dl-predict ckpt_path=... inputs=...``: top-k classes of images or texts."""
     _run_app(_predict)
+
+
+def serve_main() -> None:
+    """``dl-serve ckpt_path=<export folder or checkpoint>``: predictions over HTTP. An
+    export folder is served by ONNX Runtime alone (torch is never imported)."""
+    from dltrain.serve import server
+
+    def main() -> int:
+        opts = server.parse(sys.argv[1:])
+        if server.is_export_folder(opts.ckpt_path):
+            return server.main(sys.argv[1:])
+        from pathlib import Path
+
+        from dltrain.commands.serve_checkpoint import predictor
+
+        found = predictor(Path(opts.ckpt_path), opts.threads)
+        return server.serve(found, opts, server.describe(found, opts.ckpt_path))
+
+    _run_main(main)
 
 
 def _run_main(main: Callable[[], int]) -> None:

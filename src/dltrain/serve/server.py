@@ -1,0 +1,131 @@
+"""``dl-serve ckpt_path=<export folder or checkpoint>``: the HTTP API on uvicorn.
+
+FastAPI + uvicorn rather than LitServe: LitServe runs on FastAPI + uvicorn itself and
+adds worker processes fed through queues, which this server does not need (ONNX Runtime
+batches and threads inside one process); with FastAPI the limits (body, batch, time) and
+the answers to bad requests are a few lines of our own, and uvicorn's SIGTERM handling
+(stop accepting, finish what is in flight, exit 0) is the graceful shutdown.
+
+Settings are ``key=value`` words like every dl-* command's: ``host`` (127.0.0.1: this
+machine only), ``port`` (8000; 0 picks a free one, printed), ``max_batch``,
+``max_body_mb``, ``timeout_s``, ``threads`` (ONNX Runtime's; 0: its default).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+from dataclasses import dataclass, fields
+from typing import Any
+
+from dltrain.errors import ConfigError, did_you_mean
+from dltrain.serve.app import Limits, create_app
+from dltrain.serve.card import is_export_folder  # noqa: F401  (the CLI asks here)
+from dltrain.serve.predictor import Predictor
+
+
+@dataclass
+class Options:
+    ckpt_path: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch: int = 64
+    max_body_mb: float = 10.0
+    timeout_s: float = 10.0
+    threads: int = 0
+
+
+def parse(argv: list[str]) -> Options:
+    """``key=value`` words into ``Options``; a word that is not one is refused."""
+    opts, names = Options(), {f.name: f.type for f in fields(Options)}
+    for word in argv:
+        key, sep, value = word.partition("=")
+        if not sep or key not in names:
+            raise ConfigError(
+                f"dl-serve does not take '{word}'{did_you_mean(key, names)}",
+                f"use key=value with keys {', '.join(names)}",
+            )
+        kind = {"int": int, "float": float}.get(str(names[key]), str)
+        try:
+            setattr(opts, key, kind(value))
+        except ValueError:
+            raise ConfigError(f"{key}={value} is not a number", f"e.g. {key}=10") from None
+    if not opts.ckpt_path:
+        raise ConfigError(
+            "nothing to serve", "pass ckpt_path=<run dir>/export/onnx (or a checkpoint)"
+        )
+    if opts.max_batch < 1 or opts.max_body_mb <= 0 or opts.timeout_s <= 0:
+        raise ConfigError(
+            "max_batch, max_body_mb and timeout_s must be positive", "e.g. max_batch=64"
+        )
+    return opts
+
+
+def serve(predictor: Predictor, opts: Options, what: str) -> int:
+    """Bind, say where, serve until SIGTERM/SIGINT; 0 once stopped cleanly."""
+    import uvicorn
+
+    limits = Limits(int(opts.max_body_mb * 2**20), opts.max_batch, opts.timeout_s)
+    family = socket.AF_INET6 if ":" in opts.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((opts.host, opts.port))
+    except OSError as ex:
+        raise ConfigError(
+            f"cannot listen on {opts.host}:{opts.port} ({ex.strerror})",
+            "pick another port=, or stop what uses it",
+        ) from None
+    host, port = sock.getsockname()[:2]
+    scope = (
+        "this machine only; host=0.0.0.0 listens on every interface"
+        if host in ("127.0.0.1", "::1")
+        else "reachable from other machines"
+    )
+    print(
+        f"serving {what} on http://{_url_host(host)}:{port} ({scope})\n"
+        f"limits: {limits.max_batch} items a request, {opts.max_body_mb:g} MB a body, "
+        f"{limits.timeout_s:g} s a prediction; stop with Ctrl-C or SIGTERM",
+        flush=True,
+    )
+    config = uvicorn.Config(
+        create_app(predictor, limits),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=max(5, int(opts.timeout_s) + 1),
+        lifespan="off",
+    )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # handler it found: ours notes it, so the process ends with 0 and a last line.
+    stopped_by: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, frame: stopped_by.append(number))
+    uvicorn.Server(config).run(sockets=[sock])
+    names = ", ".join(signal.Signals(n).name for n in dict.fromkeys(stopped_by))
+    print(f"dl-serve stopped{f' ({names})' if names else ''}", flush=True)
+    return 0
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def describe(predictor: Predictor, source: str) -> str:
+    spec = predictor.spec
+    what = "regression" if spec.task == "regression" else "classification"
+    return f"{source} ({spec.kind} {what}, {_runtime(predictor)})"
+
+
+def _runtime(predictor: Predictor) -> str:
+    card: Any = predictor.card or {}
+    return str(card.get("runtime") or "onnxruntime")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``dl-serve`` on an export folder (the checkpoint case goes through the CLI)."""
+    from dltrain.serve.predictor import onnx_predictor
+
+    opts = parse(sys.argv[1:] if argv is None else argv)
+    predictor = onnx_predictor(opts.ckpt_path, opts.threads)
+    return serve(predictor, opts, describe(predictor, opts.ckpt_path))
