@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from PIL import Image
+
+from dltrain.commands.build import datamodule as build_datamodule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["paths.output_dir=.", *args.overrides])
-    datamodule = instantiate(cfg.data)
+    # The runner's own builder: it drops the keys only the runner reads (the global batch).
+    datamodule = build_datamodule(cfg)
     _, test = datamodule.load()
     args.out.mkdir(parents=True, exist_ok=True)
     for i in range(min(args.n, len(test.y))):
