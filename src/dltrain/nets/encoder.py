@@ -46,6 +46,6 @@ class TokenClassifier(nn.Module):
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        cls = self.cls.expand(len(tokens), -1, -1)
+        cls = self.cls.expand(tokens.shape[0], -1, -1)  # shape[0]: a dynamic batch in torch.export
         tokens = torch.cat([cls, tokens], dim=1) + self.pos
         return self.head(self.norm(self.encoder(tokens)[:, 0]))

@@ -45,7 +45,7 @@ class FeatureTokenizer(nn.Module):
             codes = x[:, self.n_numeric :].long() + self.offsets
             tokens = torch.cat([tokens, self.embedding(codes)], dim=1)
         tokens = tokens + self.bias
-        return torch.cat([tokens, self.cls.expand(len(x), -1, -1)], dim=1)
+        return torch.cat([tokens, self.cls.expand(x.shape[0], -1, -1)], dim=1)
 
 
 class ReGLU(nn.Module):
