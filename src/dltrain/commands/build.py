@@ -17,6 +17,7 @@ from dltrain.commands.settle import settle
 from dltrain.config import combinations
 from dltrain.config import task as run_task
 from dltrain.config.targets import DATA_DESCRIPTIVE, DATA_RUNNER, MODULE_GIVEN
+from dltrain.data.sources import stand_in
 from dltrain.errors import ConfigError
 from dltrain.runtime.hooks import skip_unused_callback_hooks, skip_unused_module_hooks
 
@@ -44,6 +45,7 @@ def datamodule(
     else:
         plain = OmegaConf.to_container(node, resolve=True)  # resolved while it has its parent
         dm = instantiate({k: v for k, v in plain.items() if k not in drop}, **given)
+    dm = stand_in.wrap(dm)  # dl-smoke only: synthetic data where the data is absent
     if cfg.get("channels_last") and hasattr(dm, "memory_format"):
         # Image batches leave normalisation channels-last, in the same copy: the
         # channels-last net then never converts its input layout (4-D batches only).

@@ -1,9 +1,16 @@
 """``dl-smoke``: every experiment config for one batch on the CPU, then a pass/fail table.
 
 For CI: it catches a config that no longer composes, a class that no longer imports or
-a shape that no longer fits, in seconds per experiment and without a GPU. Each
-experiment runs as its own ``dl-train experiment=<name> debug=fast trainer=cpu``
-process (as a user would run it) with its run directory in a temporary folder.
+a shape that no longer fits, without a GPU. Every experiment runs as
+``dl-train experiment=<name> debug=fast trainer=cpu`` with its own run directory, all in
+this one process (``smoke_run.py`` puts back what each run changed in the process), so
+the whole table costs one start-up instead of one per experiment.
+
+A smoke run checks wiring, not data, and runs offline (``HF_HUB_OFFLINE=1`` unless set):
+where an experiment's data or pretrained weights are not on this machine, it runs on a
+synthetic stand-in of the same shape, classes and dtype (``data/sources/stand_in.py``)
+and a randomly initialised model of the same architecture (``smoke_plan.py``), and its
+row says so: ``pass (synthetic data)``, ``pass (random weights)``.
 
 Which experiments: in a project folder with its own ``configs/experiment/`` (or
 ``--config-dir``/``DLTRAIN_CONFIG_PATH`` folders that have one), the project's;
@@ -14,19 +21,27 @@ Arguments with ``=`` are overrides given to every run (``paths.data_dir=...``).
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
+import contextlib
+import io
+import os
+import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dltrain.config import project
 from dltrain.config.paths import CONFIG_DIR
-from dltrain.errors import ConfigError
+from dltrain.errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    from dltrain.commands.smoke_plan import Plan
 
 #: What every smoke run adds to the experiment: one batch per stage, on the CPU.
 SMOKE = ("debug=fast", "trainer=cpu", "trainer.devices=1")
+#: The file in each run directory that keeps the run's terminal output.
+LOG = "smoke.log"
 
 
 @dataclass
@@ -36,6 +51,18 @@ class Outcome:
     ok: bool
     seconds: float
     error: str
+    #: What stood in for absent data or weights (empty: the real ones).
+    notes: list[str] = field(default_factory=list)
+    synthetic_data: bool = False
+    random_weights: bool = False
+
+    @property
+    def result(self) -> str:
+        if not self.ok:
+            return "FAIL"
+        kinds = [k for k, on in (("synthetic data", self.synthetic_data),
+                                 ("random weights", self.random_weights)) if on]  # fmt: skip
+        return f"pass ({', '.join(kinds)})" if kinds else "pass"
 
 
 def experiments(run_all: bool) -> list[tuple[str, str]]:
@@ -55,23 +82,61 @@ def experiments(run_all: bool) -> list[tuple[str, str]]:
 
 
 def run_one(name: str, source: str, overrides: list[str], out: Path) -> Outcome:
-    cmd = [sys.executable, "-m", "dltrain", f"experiment={name}", *SMOKE]
-    cmd += [f"hydra.run.dir={out / name}", *overrides]
+    """One experiment in this process: plan its stand-ins from the composed config, then
+    run ``dl-train`` with them, its run directory ``out/<name>``."""
+    from dltrain.commands import cli, smoke_run
+    from dltrain.data.sources import stand_in
+
     started = time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    args = [f"experiment={name}", *SMOKE, *overrides]
+    try:
+        plan = _plan(args, out / ".stand-ins" / name)
+    except UserError as ex:  # a stand-in this machine cannot build: the row says why
+        return Outcome(name, source, False, time.monotonic() - started, f"error: {ex}")
+    run_dir = out / name
+    argv = ["dl-train", *args, *(plan.overrides if plan else []), f"hydra.run.dir={run_dir}"]
+    with stand_in.standing_in() as data_notes:
+        done = smoke_run.run_cli(cli.train_main, argv)
     seconds = time.monotonic() - started
+    if run_dir.is_dir():
+        (run_dir / LOG).write_text(done.stdout + done.stderr)
     errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
     error = errors[-1] if errors else (done.stderr.strip().splitlines() or [""])[-1]
-    ok = done.returncode == 0
-    return Outcome(name, source, ok, seconds, "" if ok else error)
+    ok = done.code == 0
+    notes = [*(plan.notes if plan else []), *data_notes]
+    weights = bool(plan and plan.random_weights)
+    return Outcome(name, source, ok, seconds, "" if ok else error, notes, bool(data_notes), weights)
+
+
+def _plan(args: list[str], assets: Path) -> Plan | None:
+    """The experiment's stand-ins, or ``None`` when it does not compose (the run then
+    reports why, as ``dl-train`` would)."""
+    from hydra import compose, initialize_config_dir
+
+    from dltrain.commands import smoke_plan, smoke_run
+
+    # Quiet: writing a stand-in model draws progress bars; the row says what stood in.
+    quiet = contextlib.redirect_stderr(io.StringIO())
+    with smoke_run.isolated(), quiet, contextlib.redirect_stdout(io.StringIO()):
+        try:
+            with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+                cfg = compose("train", overrides=[a for a in args if not a.startswith("hydra.")])
+        except Exception:  # noqa: BLE001 - composition errors are the run's to report
+            return None
+        return smoke_plan.plan(cfg, assets)
 
 
 def table(outcomes: list[Outcome]) -> str:
     width = max([len(o.name) for o in outcomes] + [len("experiment")])
-    lines = [f"{'experiment':<{width}}  {'from':<8}  {'result':<6}  {'s':>6}  error"]
+    result_width = max(len(o.result) for o in outcomes)
+    lines = [f"{'experiment':<{width}}  {'from':<8}  {'result':<{result_width}}  {'s':>6}  "
+             "error / stand-ins"]  # fmt: skip
     for o in outcomes:
-        result = "pass" if o.ok else "FAIL"
-        lines.append(f"{o.name:<{width}}  {o.source:<8}  {result:<6}  {o.seconds:6.1f}  {o.error}")
+        said = o.error if not o.ok else "; ".join(o.notes)
+        lines.append(
+            f"{o.name:<{width}}  {o.source:<8}  {o.result:<{result_width}}  {o.seconds:6.1f}  "
+            f"{said}".rstrip()
+        )
     passed = sum(o.ok for o in outcomes)
     lines.append(f"{passed} of {len(outcomes)} passed")
     return "\n".join(lines)
@@ -86,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("args", nargs="*", help="experiment names and/or key=value overrides")
     parser.add_argument("--all", action="store_true", help="built-in and project experiments")
     parser.add_argument("--config-dir", action="append", default=[], help="more config folders")
+    parser.add_argument(
+        "--out",
+        help="keep the run directories here (<out>/<experiment>); default: a "
+        "temporary folder, removed at the end",
+    )
     opts = parser.parse_args(argv)
     forwarded = [a for d in opts.config_dir for a in ("--config-dir", d)]
     project.take_config_dirs(forwarded)  # into DLTRAIN_CONFIG_PATH, which the runs inherit
@@ -103,12 +173,16 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [(n, known[n]) for n in names]
     if not chosen:
         raise ConfigError("no experiment configs found", "add configs/experiment/<name>.yaml")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # wiring, not downloads (module docstring)
     outcomes = []
-    with tempfile.TemporaryDirectory(prefix="dl-smoke-") as tmp:
+    out = Path(opts.out).resolve() if opts.out else Path(tempfile.mkdtemp(prefix="dl-smoke-"))
+    try:
         for name, source in chosen:
-            outcome = run_one(name, source, overrides, Path(tmp))
-            result = "pass" if outcome.ok else "FAIL"
-            print(f"{result}  {name} ({outcome.seconds:.1f} s)", flush=True)
+            outcome = run_one(name, source, overrides, out)
+            print(f"{outcome.result}  {name} ({outcome.seconds:.1f} s)", flush=True)
             outcomes.append(outcome)
+    finally:
+        if not opts.out:
+            shutil.rmtree(out, ignore_errors=True)
     print(table(outcomes))
     return 0 if all(o.ok for o in outcomes) else 1

@@ -1,0 +1,151 @@
+"""What ``dl-smoke`` changes in an experiment so that it runs offline: decided from the
+composed config, before the run, and said in the table's row.
+
+- A required data value the experiment leaves to the user (``data.root: ???``, a
+  template's ``data.num_classes: ???``): a folder that does not exist (the data stand-in,
+  ``data/sources/stand_in.py``, then supplies synthetic data) and 2 classes.
+- ImageNet weights (``model.pretrained=true``) not in torch's hub cache and no
+  ``model.weights_path``: the same architecture, randomly initialised.
+- A Hugging Face model (``model.name_or_path``) that is neither a local folder nor in the
+  Hub cache: a folder written here with a randomly initialised model of the same family
+  (from the cached ``config.json`` when there is one, else a small config of the family,
+  guessed from the name) and a word-piece tokenizer for the stand-in texts.
+
+Data that is absent is replaced at run time instead (``stand_in.wrap``): only reading
+it can tell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dltrain import hub
+from dltrain.data.sources.stand_in import WORDS
+from dltrain.errors import ConfigError
+
+#: ``???`` data keys the plan fills: a folder or file that does not exist (so the data
+#: stand-in takes over), or a class count.
+ABSENT_PATHS = ("root", "path", "data_dir")
+ASSUMED_CLASSES = 2
+#: The small config of a family when none is available offline: enough to check wiring.
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "intermediate_size": 64}  # fmt: skip
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+@dataclass
+class Plan:
+    """Overrides to add to the run, and what each stands in for (the row's notes)."""
+
+    overrides: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    random_weights: bool = False
+
+
+def plan(cfg: DictConfig, assets: Path) -> Plan:
+    """The stand-ins ``cfg`` needs to run here; ``assets``: a folder for what they write."""
+    out = Plan()
+    _fill_required_data(cfg, assets, out)
+    model = cfg.get("model")
+    if model is None or not OmegaConf.is_dict(model):
+        return out
+    if model.get("pretrained") is True and not model.get("weights_path"):
+        _imagenet_weights(model, out)
+    name = model.get("name_or_path")
+    if isinstance(name, str):
+        _hf_model(name, cfg, assets, out)
+    return out
+
+
+def _fill_required_data(cfg: DictConfig, assets: Path, out: Plan) -> None:
+    data = cfg.get("data")
+    if data is None or not OmegaConf.is_dict(data):
+        return
+    for key in data:
+        if not OmegaConf.is_missing(data, key):
+            continue
+        if key in ABSENT_PATHS:
+            out.overrides.append(f"data.{key}={assets / f'absent-{key}'}")
+        elif key == "num_classes":
+            out.overrides.append(f"data.num_classes={ASSUMED_CLASSES}")
+            out.notes.append(f"data.num_classes={ASSUMED_CLASSES} assumed")
+
+
+def _imagenet_weights(model: DictConfig, out: Plan) -> None:
+    arch = model.get("arch") or _torchvision_arch(str(model.get("_target_", "")))
+    if arch is None or _weights_cached(str(arch)):
+        return
+    out.overrides.append("model.pretrained=false")
+    out.notes.append(f"random weights: {arch}'s ImageNet weights are not in torch's hub cache")
+    out.random_weights = True
+
+
+def _torchvision_arch(target: str) -> str | None:
+    return "vit_b_16" if target.endswith(".ViTB16") else None
+
+
+def _weights_cached(arch: str) -> bool:
+    import torch
+    from torchvision.models import get_model_weights
+
+    url = get_model_weights(arch).DEFAULT.url
+    return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).is_file()
+
+
+def _hf_model(name: str, cfg: DictConfig, assets: Path, out: Plan) -> None:
+    if hub.is_local(hub.resolve(name)) or _hub_cached(name, "model.safetensors"):
+        return
+    config, why = _hf_config(name)
+    folder = assets / "hf-model"
+    _write_hf_folder(config, folder)
+    out.overrides.append(f"model.name_or_path={folder}")
+    out.notes.append(f"random weights: {why}")
+    out.random_weights = True
+
+
+def _hub_cached(repo: str, filename: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename)
+    return found if isinstance(found, str) else None
+
+
+def _hf_config(name: str) -> tuple[Any, str]:
+    """The model's own config from the Hub cache, else a small one of its family."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    cached = _hub_cached(name, "config.json")
+    if cached:
+        config = AutoConfig.from_pretrained(Path(cached).parent, local_files_only=True)
+        return config, f"{name}'s config from the Hub cache, without its weights"
+    # The family from the name: the longest model type it contains, the fallback that
+    # transformers 4's AutoConfig used for configs without a model_type.
+    key = name.lower().replace("-", "_")
+    family = max((t for t in CONFIG_MAPPING if t in key), key=len, default=None)
+    if family is None:
+        raise ConfigError(
+            f"dl-smoke cannot stand in for '{name}': not in the Hub cache and no model "
+            "family in its name",
+            "run once where the Hub is reachable, or pass model.name_or_path=<folder>",
+        )
+    config = AutoConfig.for_model(family, vocab_size=len(SPECIAL_TOKENS) + len(WORDS), **SMALL)
+    return config, f"a small {family} config ({name}'s is not available offline)"
+
+
+def _write_hf_folder(config: Any, folder: Path) -> None:
+    """A ``from_pretrained`` folder: random weights of ``config`` and a word-piece
+    tokenizer that knows the stand-in texts' words (``stand_in.WORDS``)."""
+    from transformers import AutoModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join([*SPECIAL_TOKENS, *WORDS]) + "\n")
+    if config.vocab_size < len(SPECIAL_TOKENS) + len(WORDS):
+        config.vocab_size = len(SPECIAL_TOKENS) + len(WORDS)
+    AutoModel.from_config(config).save_pretrained(folder)
+    BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True).save_pretrained(folder)
