@@ -218,7 +218,7 @@ CASES = [
     Case("unknown-option", ["trainer=tpu"], 2,
          "error: unknown option 'tpu' for trainer (did you mean 'gpu'?) — choose one of: bf16, "
          "cpu, ddp, ddp_cpu, "
-         "fsdp, gpu", tags=(CLI,)),
+         "fsdp, fsdp_cpu, gpu", tags=(CLI,)),
     Case("unknown-option-typo", ["optimizer=adamm"], 2,
          "error: unknown option 'adamm' for optimizer (did you mean 'adam'?) — "
          "choose one of: adam, adamw, sgd"),

@@ -197,7 +197,7 @@ def test_help_lists_groups_without_importing_torch(tmp_path: Path) -> None:
     assert "HEAVY False False" in out.stdout
     for group in GROUPS:
         assert f"{group}: {', '.join(options(group))}" in out.stdout
-    assert "trainer: bf16, cpu, ddp, ddp_cpu, fsdp, gpu" in out.stdout
+    assert "trainer: bf16, cpu, ddp, ddp_cpu, fsdp, fsdp_cpu, gpu" in out.stdout
 
 
 def test_cfg_job_prints_composed_config(tmp_path: Path) -> None:

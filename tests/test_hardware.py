@@ -1,6 +1,6 @@
 """Hardware profiles on a machine without a GPU: the mechanisms GPU runs rely on, tested
 on the CPU (state that follows the module, rank detection, precision and profile
-choices, FSDP policies), and GPU-only checks refused with clear errors."""
+choices, FSDP units and order), and GPU-only checks refused with clear errors."""
 
 from __future__ import annotations
 
@@ -260,8 +260,8 @@ def test_channels_last_turns_image_batches_channels_last_as_they_are_normalised(
         assert x.is_contiguous() is not channels_last
 
 
-# ---- trainer=fsdp: policies chosen and checked on the CPU -------------------------------
-# (Lightning refuses FSDP without CUDA, Lightning issue #21812: the GPU script runs it.)
+# ---- trainer=fsdp: units, precision and order, checked in-process -----------------------
+# (tests/test_fsdp.py trains, resumes and evaluates with trainer=fsdp_cpu: 2 processes.)
 
 
 @pytest.mark.parametrize(
@@ -278,87 +278,112 @@ def test_channels_last_turns_image_batches_channels_last_as_they_are_normalised(
         (["model=hf_classifier", "data=text_files"], {"BertLayer"}),
     ],
 )
-def test_fsdp_wraps_each_model_familys_blocks(overrides: list[str], blocks: set[str]) -> None:
+def test_fsdp_units_are_each_model_familys_blocks(overrides: list[str], blocks: set[str]) -> None:
     from hydra.utils import instantiate
 
-    from dltrain.runtime.sharding import wrap_policy
+    from dltrain.checkpointing.fsdp import NORMS, units
 
     net = instantiate(_compose(*overrides).model)
-    policy = wrap_policy(net)
-    assert isinstance(policy, set) and {cls.__name__ for cls in policy} >= blocks
-    assert {cls.__name__ for cls in policy} <= blocks | {"BertEmbeddings"}
-    assert any(isinstance(m, tuple(policy)) for m in net.modules())
+    found = units(net)
+    assert found and {type(m).__name__ for m in found} <= blocks | {"BertEmbeddings"}
+    assert {type(m).__name__ for m in found} >= blocks
+    assert not any(isinstance(m, NORMS) for m in found)
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
-def test_fsdp_wraps_nets_without_blocks_by_size(model: str) -> None:
-    from hydra.utils import instantiate
-    from torch.distributed.fsdp.wrap import size_based_auto_wrap_policy
-
-    from dltrain.runtime.sharding import MIN_PARAMS_PER_UNIT, wrap_policy
-
-    policy = wrap_policy(instantiate(_compose(f"model={model}").model))
-    assert policy.func is size_based_auto_wrap_policy
-    assert policy.keywords == {"min_num_params": MIN_PARAMS_PER_UNIT}
-
-
-def test_fsdp_precision_keeps_norms_buffers_and_gradient_reductions_in_fp32() -> None:
-    from dltrain.runtime.sharding import mixed_precision
-
-    policy = mixed_precision("bf16-mixed")
-    assert policy.param_dtype == torch.bfloat16
-    assert policy.reduce_dtype == policy.buffer_dtype == torch.float32
-    for norm in (torch.nn.BatchNorm2d, torch.nn.LayerNorm, torch.nn.GroupNorm):
-        assert issubclass(norm, policy._module_classes_to_ignore), norm
-    assert mixed_precision("16-mixed").param_dtype == torch.float16
-    assert mixed_precision("32-true") is None
-
-
-def test_the_fsdp_profile_builds_its_strategy_with_the_policies() -> None:
+def test_small_nets_without_blocks_are_one_fsdp_unit(model: str) -> None:
     from hydra.utils import instantiate
 
-    from dltrain.checkpointing.checkpoint_io import WeightsOnlyFSDPStrategy
-    from dltrain.commands.build import hardware_settings
+    from dltrain.checkpointing.fsdp import units
 
-    cfg = _compose("trainer=fsdp", "model=vit", "data=synthetic", "data.shape=[1,8,8]")
-    settings = hardware_settings(cfg, instantiate(cfg.model))
-    strategy = settings["strategy"]
-    assert isinstance(strategy, WeightsOnlyFSDPStrategy)
-    assert strategy.mixed_precision.reduce_dtype == torch.float32
-    assert strategy._state_dict_type == "full"  # one file, loadable weights_only
-    wrapped = strategy.kwargs["auto_wrap_policy"]
-    assert {c.__name__ for c in getattr(wrapped, "_module_classes", wrapped)} == {
-        "TransformerEncoderLayer"
-    }
+    assert units(instantiate(_compose(f"model={model}").model)) == []  # the root only
 
 
-def test_fsdp_clips_gradients_with_the_norm_over_all_shards() -> None:
-    """``experiment=mnist1d_gru`` sets gradient_clip_val; Lightning's FSDP precision plugin
-    refuses norm clipping, FSDP's root module computes it over every shard."""
-    from types import SimpleNamespace
+def test_a_norm_layer_is_never_its_own_fsdp_unit_however_large() -> None:
+    """FSDP1 here wrapped every norm apart (fp32 norms) and sized subtrees: a norm with
+    2M parameters was a unit. Now a large layer is; the norm stays in the root."""
+    from torch import nn
 
-    from lightning.pytorch.plugins.precision.fsdp import FSDPPrecision
+    from dltrain.checkpointing.fsdp import units
 
-    clipped: list[float] = []
-    sharded_root = SimpleNamespace(clip_grad_norm_=clipped.append)
-    module = _classifier()
-    module._trainer = SimpleNamespace(  # what the hook reads of a Trainer under FSDP
-        strategy=SimpleNamespace(model=sharded_root), precision_plugin=FSDPPrecision("bf16-mixed")
-    )
-    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
-    module.configure_gradient_clipping(optimizer, gradient_clip_val=0.5)
-    module.configure_gradient_clipping(optimizer, 0.5, gradient_clip_algorithm="norm")
-    assert clipped == [0.5, 0.5]
+    big, norm = nn.Linear(1024, 1024), nn.LayerNorm(1_000_000)
+    net = nn.Sequential(nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)), big, norm)
+    assert units(net) == [big]
+
+
+def test_fsdp_precision_gathers_in_bf16_and_reduces_gradients_in_fp32() -> None:
+    from dltrain.checkpointing.fsdp import precision_policy
+
+    policy = precision_policy("bf16-mixed")
+    assert (policy.param_dtype, policy.reduce_dtype) == (torch.bfloat16, torch.float32)
+    assert precision_policy("16-mixed").param_dtype == torch.float16
+    assert precision_policy("32-true").param_dtype is None
+
+
+@pytest.mark.parametrize("profile", ["fsdp", "fsdp_cpu"])
+def test_the_fsdp_profiles_build_a_data_parallel_fsdp2_strategy(profile: str) -> None:
+    from hydra.utils import instantiate
+
+    from dltrain.checkpointing.fsdp import FSDP2Strategy
+
+    cfg = _compose(f"trainer={profile}", "compile=true")
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, FSDP2Strategy) and strategy.compile is True
+    assert strategy._save_distributed_checkpoint is False  # one file, loadable weights_only
+    assert strategy._tensor_parallel_size == 1
+    assert strategy.process_group_backend == ("gloo" if profile == "fsdp_cpu" else None)
+
+
+def test_under_fsdp_the_net_is_compiled_by_the_strategy_not_before_sharding() -> None:
+    """``compile=true`` used to compile the whole net before FSDP wrapped it."""
+    from dltrain.commands.build import module
+
+    cfg = _compose("trainer=fsdp_cpu", "compile=true", "model=vit", "data=synthetic",
+                   "data.shape=[1,8,8]")  # fmt: skip
+    assert module(cfg).net._compiled_call_impl is None
+    cfg = _compose("trainer=cpu", "compile=true", "model=vit", "data=synthetic",
+                   "data.shape=[1,8,8]")  # fmt: skip
+    assert module(cfg).net._compiled_call_impl is not None
+
+
+def test_shard_compiles_each_block_after_sharding_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One process, world size 1 (gloo): the units are FSDP modules, then compiled;
+    the root is sharded but not compiled as a whole; no norm is a unit."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule
+
+    from dltrain.checkpointing.fsdp import NORMS, shard
+    from dltrain.nets.vit import ViT
+
+    order: list[tuple[str, bool]] = []
+    original = torch.nn.Module.compile
+
+    def compile_spy(self: torch.nn.Module, *args, **kwargs) -> None:
+        order.append((type(self).__name__, isinstance(self, FSDPModule)))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", compile_spy)
+    net = ViT(in_shape=[1, 8, 8], num_classes=3, patch_size=4, width=8, depth=2, heads=2)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        found = shard(net, init_device_mesh("cpu", (1,)), "bf16-mixed", compile=True)
+    finally:
+        dist.destroy_process_group()
+    assert found[-1] is net and len(found) == 3
+    assert order == [("FSDPTransformerEncoderLayer", True)] * 2  # after sharding, per block
+    assert net._compiled_call_impl is None
+    assert not any(isinstance(m, FSDPModule) for m in net.modules() if isinstance(m, NORMS))
 
 
 def test_fsdp_refuses_a_checkpoint_that_carries_objects(tmp_path) -> None:
-    from dltrain.checkpointing.checkpoint_io import WeightsOnlyFSDPStrategy
+    from dltrain.checkpointing.fsdp import FSDP2Strategy
     from dltrain.errors import DataError
 
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": _Payload()}, path)
     with pytest.raises(DataError, match="not a plain-tensor checkpoint"):
-        WeightsOnlyFSDPStrategy().load_checkpoint(path)
+        FSDP2Strategy().load_checkpoint(path)
 
 
 class _Payload:

@@ -27,8 +27,6 @@ OPEN = {
     "dltrain.tracking.wandb_logger.wandb_logger": "to Lightning's WandbLogger and wandb.init",
     "lightning.pytorch.loggers.TensorBoardLogger": "to TensorBoard's SummaryWriter",
     "lightning.pytorch.strategies.DDPStrategy": "to torch's DistributedDataParallel",
-    "lightning.pytorch.strategies.FSDPStrategy": "to torch's FullyShardedDataParallel",
-    "dltrain.checkpointing.checkpoint_io.WeightsOnlyFSDPStrategy": "FSDPStrategy's, as above",
 }
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.strategies import FSDPStrategy
 
 from dltrain.data.moved import moved_target
 from dltrain.errors import ConfigError, DataError, RunError
@@ -325,16 +324,3 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-class WeightsOnlyFSDPStrategy(FSDPStrategy):
-    """Lightning's ``FSDPStrategy`` (``trainer=fsdp``), whose full single-file checkpoints
-    are opened with ``weights_only=True`` first. Why: Lightning's FSDP loader reads them
-    with its own lazy unpickler, which would run code a checkpoint carries; the check
-    maps the file (``mmap``), so it costs no second copy in memory."""
-
-    def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> Any:
-        path = Path(checkpoint_path)
-        if path.is_file():  # a full checkpoint (a sharded one is a folder of tensors)
-            load_checkpoint(path, mmap=True)
-        return super().load_checkpoint(checkpoint_path, weights_only=weights_only)

@@ -12,6 +12,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from dltrain.checkpointing import fsdp
 from dltrain.checkpointing.checkpoint_io import SafeCheckpointIO
 from dltrain.commands.settle import settle
 from dltrain.config import combinations
@@ -105,8 +106,10 @@ def module(cfg: DictConfig, dm: Any = None) -> pl.LightningModule:
     net = instantiate(cfg.model)
     if cfg.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)  # its convs then output channels-last
-    if cfg.get("compile"):
-        net.compile()  # in place: state_dict keys stay the same as without compile
+    if cfg.get("compile") and not fsdp.compiles_in_strategy(cfg.trainer):
+        # In place: state_dict keys stay the same. Under FSDP the strategy compiles each
+        # unit after sharding it instead (checkpointing/fsdp.py).
+        net.compile()
     sched = cfg.scheduler.get("scheduler")
     given = {  # the names in MODULE_GIVEN (config/targets.py: the checks skip them)
         "net": net,
@@ -282,11 +285,10 @@ def trainer(
     cfg: DictConfig,
     cbs: list[Callback],
     logs: list[Any],
-    net: torch.nn.Module | None = None,
     **overrides: Any,
 ) -> pl.Trainer:
     """The Trainer of ``cfg.trainer`` with the hardware defaults resolved
-    (``hardware_settings``); ``net`` is needed by ``trainer=fsdp`` (its wrap policy)."""
+    (``hardware_settings``)."""
     from lightning.pytorch.callbacks import ProgressBar
 
     has_bar = any(isinstance(c, ProgressBar) for c in cbs)
@@ -299,19 +301,19 @@ def trainer(
         # Atomic saves of plain values and weights_only loads for every checkpoint.
         "plugins": [SafeCheckpointIO(stored_arguments(cfg))],
     }
-    kwargs.update(hardware_settings(cfg, net))
+    kwargs.update(hardware_settings(cfg))
     kwargs.update(overrides)
     out = instantiate(cfg.trainer, **kwargs)
     skip_unused_callback_hooks(out.callbacks)  # ~0.1 ms a step (callbacks/hooks.py)
     return out
 
 
-def hardware_settings(cfg: DictConfig, net: torch.nn.Module | None = None) -> dict[str, Any]:
+def hardware_settings(cfg: DictConfig) -> dict[str, Any]:
     """Trainer arguments the hardware decides: ``precision: auto`` resolved
     (runtime/precision.py), cuDNN autotuning on GPUs unless the run is deterministic
-    (``benchmark: null``), a parallel job's GPU (runtime/trial_devices.py), and FSDP's
-    wrap and precision policies (runtime/sharding.py)."""
-    from dltrain.runtime import precision, sharding, trial_devices
+    (``benchmark: null``) and a parallel job's GPU (runtime/trial_devices.py). FSDP's
+    policies are its strategy's own (checkpointing/fsdp.py)."""
+    from dltrain.runtime import precision, trial_devices
 
     node = cfg.trainer
     accelerator = str(node.get("accelerator", "cpu"))
@@ -324,15 +326,4 @@ def hardware_settings(cfg: DictConfig, net: torch.nn.Module | None = None) -> di
         print(placed.describe(budget), flush=True)  # one process: rank 0
     if node.get("benchmark") is None and accelerator in precision.GPU_ACCELERATORS:
         out["benchmark"] = not node.get("deterministic")
-    strategy = node.get("strategy")
-    if is_fsdp(cfg) and net is not None and OmegaConf.is_dict(strategy):
-        out["strategy"] = instantiate(
-            strategy, **sharding.strategy_kwargs(net, str(out["precision"]))
-        )
     return out
-
-
-def is_fsdp(cfg: DictConfig) -> bool:
-    strategy = cfg.trainer.get("strategy")
-    name = strategy if isinstance(strategy, str) else str(strategy.get("_target_", ""))
-    return "fsdp" in name.lower()

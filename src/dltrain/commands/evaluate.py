@@ -72,9 +72,7 @@ def _evaluate_net(
     datamodule = build.datamodule(run_cfg, fitted=fitted)
     module = build.module(run_cfg, datamodule)
     bar = [c for c in build.callbacks(run_cfg, False, datamodule) if _is_progress(c)]
-    trainer = build.trainer(
-        run_cfg, bar, [], net=getattr(module, "net", module), default_root_dir=cfg.paths.output_dir
-    )
+    trainer = build.trainer(run_cfg, bar, [], default_root_dir=cfg.paths.output_dir)
     metrics: dict[str, float] = {}
     if build.has_validation(run_cfg, datamodule):
         trainer.validate(module, datamodule=datamodule, ckpt_path=str(ckpt_path), verbose=False)

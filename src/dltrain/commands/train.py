@@ -111,7 +111,7 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         build.PlateauModeCheck.of(cfg),
     ]
     steps = {"accumulate_grad_batches": batch.accumulation} if batch else {}
-    trainer = build.trainer(cfg, callbacks, loggers, net=getattr(module, "net", module), **steps)
+    trainer = build.trainer(cfg, callbacks, loggers, **steps)
     job_processes.adopt(trainer)  # in -m: the job's ranks run this job, not the -m line
     for logger in loggers:
         logger.log_hyperparams(flat_config(cfg))

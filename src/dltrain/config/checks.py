@@ -151,10 +151,7 @@ def check_multirun_processes(cfg: DictConfig, launcher: str | None = None) -> No
 def check_hardware(cfg: DictConfig) -> None:
     """GPU profiles need CUDA; say so before anything starts."""
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
-    strategy = cfg.trainer.get("strategy")
-    strategy_name = strategy if isinstance(strategy, str) else str(strategy.get("_target_", ""))
-    needs_gpu = accelerator in GPU_ACCELERATORS or "FSDP" in strategy_name
-    if not needs_gpu:
+    if accelerator not in GPU_ACCELERATORS:  # FSDP too: trainer=fsdp_cpu runs on gloo
         return
     import torch  # only now: CPU configs are checked without importing torch
 

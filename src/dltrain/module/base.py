@@ -1,6 +1,7 @@
 """The built-in modules' base (Classifier, Regressor): optimizers and schedulers from
-config factories, gradient clipping that works under FSDP, timing of the training
-epochs, and per-epoch training sums kept on the device and in mid-epoch checkpoints.
+config factories, timing of the training epochs, and per-epoch training sums kept on
+the device and in mid-epoch checkpoints. Gradient clipping is Lightning's own, under
+FSDP too (checkpointing/fsdp.py).
 Nothing here runs per training step but ``__setattr__`` (see there): each subclass's
 ``training_step`` is its own. Hyperparameters are plain values, so checkpoints open
 with ``weights_only=True``.
@@ -152,23 +153,6 @@ class RunModule(pl.LightningModule):
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
-
-    def configure_gradient_clipping(
-        self,
-        optimizer: torch.optim.Optimizer,
-        gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        """Under FSDP each rank holds a shard of the gradients, so their norm is FSDP's
-        to compute (``FullyShardedDataParallel.clip_grad_norm_``, over all shards);
-        Lightning refuses norm clipping there. Elsewhere Lightning's own clipping."""
-        model = self.trainer.strategy.model
-        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
-            clip = getattr(model, "clip_grad_norm_", None)  # only FSDP's root has it
-            if clip is not None:
-                clip(gradient_clip_val)
-                return
-        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         factory = self.scheduler_factory
