@@ -4,15 +4,14 @@ the tests of the serving side stay independent of the exporter's own tests."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from dltrain.checkpointing.checkpoint_io import load_checkpoint
 from dltrain.checkpointing.run_record import rebuild_net
 from dltrain.data.sources.tabular import checkpoint_state
+from dltrain.export import card
 
 
 class _TextNet(torch.nn.Module):
@@ -32,41 +31,47 @@ def export(ckpt: Path, folder: Path) -> Path:
     table = checkpoint_state(checkpoint)
     net, run_cfg = rebuild_net(checkpoint, ckpt)
     stats = checkpoint.get("dltrain_data") or {}
-    card: dict[str, Any] = {"format": "onnx", "model_file": "model.onnx"}
     batch = torch.export.Dim("batch", min=1)
+    labels = [str(c) for c in stats.get("classes") or []]
+    task, output = "classification", card.OutputSpec("logits", "float32", ["batch", "classes"])
     if table is not None:
+        table = {k: v for k, v in table.items() if k != "split"}
         width = len(table["numeric"]) + len(table["indicators"]) + len(table["categorical"])
         args: tuple = (torch.zeros(2, width),)
-        names, shapes = ["x"], ({0: batch},)
-        card |= {"task": table["task"], "labels": table["classes"],
-                 "input": {"kind": "table", "preprocessing": table}}  # fmt: skip
+        shapes: tuple = ({0: batch},)
+        tensors = [card.InputTensor("x", "float32", ["batch", width])]
+        spec = card.InputSpec("table", tensors, preprocessing=table)
+        task, labels = table["task"], list(table["classes"])
+        if task == "regression":
+            output = card.OutputSpec("value", "float32", ["batch", 1])
     elif getattr(net, "takes", None) == "text":
         from hydra.utils import instantiate
 
         tokenizer = instantiate(run_cfg.data.tokenizer)
         tokenizer.load_state(stats.get("tokenizer", ""))
         tok = getattr(tokenizer, "_tok", None) or tokenizer.tokenizer.backend_tokenizer
-        tok.save(str(folder / "tokenizer.json"))
+        tok.save(str(folder / card.TOKENIZER_FILE))
         net = _TextNet(net)
         ids = torch.ones(2, 8, dtype=torch.long)
         args = (ids, torch.ones_like(ids))
-        names = ["input_ids", "attention_mask"]
-        length = torch.export.Dim("length", min=1, max=4096)
+        length = torch.export.Dim("sequence", min=1, max=4096)
         shapes = ({0: batch, 1: length}, {0: batch, 1: length})
-        card |= {"task": "classification", "labels": stats.get("classes") or [],
-                 "input": {"kind": "text", "tokenizer": "tokenizer.json",
-                           "max_length": int(stats.get("max_length") or run_cfg.data.max_length),
-                           "pad_id": int(tokenizer.pad_id)}}  # fmt: skip
+        tensors = [card.InputTensor(n, "int64", ["batch", "sequence"])
+                   for n in ("input_ids", "attention_mask")]  # fmt: skip
+        spec = card.InputSpec("text", tensors, tokenizer=card.TOKENIZER_FILE,
+                              max_length=int(stats.get("max_length") or run_cfg.data.max_length),
+                              pad_id=int(tokenizer.pad_id))  # fmt: skip
     else:
         shape = [int(s) for s in run_cfg.data.shape]
-        args, names, shapes = (torch.zeros(2, *shape),), ["x"], ({0: batch},)
-        card |= {"task": "classification", "labels": stats.get("classes") or [],
-                 "input": {"kind": "image", "shape": shape,
-                           "stored_shape": list(run_cfg.data.get("cache_shape") or shape),
-                           "mean": list(stats["mean"]), "std": list(stats["std"])}}  # fmt: skip
+        args, shapes = (torch.zeros(2, *shape),), ({0: batch},)
+        tensors = [card.InputTensor("x", "float32", ["batch", *shape])]
+        norm = card.Normalization(255.0, list(stats["mean"]), list(stats["std"]))
+        stored = [int(s) for s in run_cfg.data.get("cache_shape") or shape]
+        spec = card.InputSpec("image", tensors, shape, stored, norm)
     torch.onnx.export(
-        net.eval(), args, str(folder / "model.onnx"), input_names=names,
-        dynamic_shapes=shapes, dynamo=True, verbose=False,
+        net.eval(), args, str(folder / "model.onnx"), input_names=[t.name for t in tensors],
+        dynamic_shapes=shapes, dynamo=True, verbose=False, external_data=False,
     )  # fmt: skip
-    (folder / "card.json").write_text(json.dumps(card, indent=2, default=float))
+    card.ExportCard("onnx", "model.onnx", task, labels, spec, output,
+                    str(run_cfg.model._target_), checkpoint=str(ckpt)).write(folder)  # fmt: skip
     return folder

@@ -48,6 +48,7 @@ def _run_app(app: Callable[[], object]) -> None:
     # Make Hydra re-raise instead of printing its own trimmed traceback.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     startup.defer_collection()  # until the task has imported what it needs
+    startup.defer_unused_imports()
     try:
         # The user's project: --config-dir folders go in front of the built-in configs
         # (see config/project.py), and the folder it runs from is importable.
@@ -137,9 +138,26 @@ def _predict(cfg: DictConfig) -> None:
     _run_task(task, cfg)
 
 
+@hydra.main(config_path=CONFIG_DIR, config_name="export", version_base="1.3")
+def _export(cfg: DictConfig) -> None:
+    from dltrain.commands.export import run
+
+    startup.freeze_imports()
+    _run_task(run, cfg)
+
+
 def train_main() -> None:
     """``dl-train``: fit, then test with the best checkpoint."""
+    sys.argv[1:] = [_tune_list(arg) for arg in sys.argv[1:]]
     _run_app(_train)
+
+
+def _tune_list(arg: str) -> str:
+    """``tune=lr,batch_size`` means both finders (Hydra's list of group options,
+    ``tune=[lr,batch_size]``), not a sweep over them: one run tunes both."""
+    if arg.startswith("tune=") and "," in arg and "[" not in arg:
+        return f"tune=[{arg[5:]}]"
+    return arg
 
 
 def eval_main() -> None:
@@ -152,6 +170,11 @@ def predict_main() -> None:
     _run_app(_predict)
 
 
+def export_main() -> None:
+    """``dl-export ckpt_path=... format=onnx``: the checkpoint as a deployable folder."""
+    _run_app(_export)
+
+
 def serve_main() -> None:
     """``dl-serve ckpt_path=<export folder or checkpoint>``: predictions over HTTP. An
     export folder is served by ONNX Runtime alone (torch is never imported)."""
@@ -161,6 +184,12 @@ def serve_main() -> None:
         opts = server.parse(sys.argv[1:])
         if server.is_export_folder(opts.ckpt_path):
             return server.main(sys.argv[1:])
+        if not os.path.isfile(opts.ckpt_path):  # said before torch is imported
+            raise errors.DataError(
+                f"{opts.ckpt_path} is neither a checkpoint file nor an export folder "
+                "(no card.json)",
+                "pass a .ckpt written by dl-train, or the folder dl-export wrote",
+            )
         from pathlib import Path
 
         from dltrain.commands.serve_checkpoint import predictor
@@ -173,6 +202,7 @@ def serve_main() -> None:
 
 def _run_main(main: Callable[[], int]) -> None:
     """Run a plain (non-Hydra) command; user errors become one ``error:`` line."""
+    startup.defer_unused_imports()
     try:
         sys.exit(main())
     except errors.UserError as ex:

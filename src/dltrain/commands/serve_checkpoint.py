@@ -17,17 +17,12 @@ import torch
 from dltrain.checkpointing.checkpoint_io import load_checkpoint
 from dltrain.checkpointing.run_record import rebuild_net
 from dltrain.data.sources.tabular import checkpoint_state
-from dltrain.errors import ConfigError, DataError
+from dltrain.errors import ConfigError
 from dltrain.serve.card import InputSpec
 from dltrain.serve.predictor import Predictor
 
 
 def predictor(ckpt_path: Path, threads: int = 0) -> Predictor:
-    if not ckpt_path.is_file():
-        raise DataError(
-            f"{ckpt_path} is neither a checkpoint file nor an export folder (no card.json)",
-            "pass a .ckpt written by dl-train, or the folder dl-export wrote",
-        )
     if threads > 0:
         torch.set_num_threads(threads)
     checkpoint = load_checkpoint(ckpt_path)

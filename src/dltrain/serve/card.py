@@ -1,9 +1,9 @@
 """Reading an export folder (``<run dir>/export/onnx/``) written by ``dl-export``.
 
-The folder holds ``model.onnx`` and ``card.json``: the task, the label names, and what
-the inputs need (image shape and normalisation statistics; the tokenizer file and
-``max_length``; the fitted table preprocessing). ``InputSpec`` is the one form of that
-the rest of this package reads, so the card's layout is known in this module only.
+The folder's contract is ``dltrain/export/card.py`` (standard library only, read here
+with its own ``ExportCard.from_dict``). ``InputSpec`` is the one form of it the rest of
+this package reads (a checkpoint served by ``dl-serve`` gives one too), so the card's
+layout is known in this module only.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from dltrain.errors import ConfigError, DataError
+from dltrain.export.card import CARD_FILE as CARD
+from dltrain.export.card import CARD_VERSION, TOKENIZER_FILE, ExportCard
 
-CARD = "card.json"
+#: The input kinds read here (``sequence`` models: not yet).
 KINDS = ("image", "text", "table")
 
 
@@ -29,15 +31,18 @@ class InputSpec:
     # images: the net's (C, H, W), the shape training stored (center-cropped to shape)
     shape: list[int] = field(default_factory=list)
     stored_shape: list[int] = field(default_factory=list)
+    scale: float = 255.0  # image files hold 0..255; the statistics are of [0, 1] values
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     # texts
     max_length: int = 0
     pad_id: int = 0
+    min_length: int = 1
     tokenizer_file: Path | None = None
     text_column: str = "text"
     # tables: ``TabularState.to_dict()`` (plain values)
     table: dict[str, Any] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)  # the graph's input names
 
     def label(self, i: int) -> str:
         return self.labels[i] if i < len(self.labels) else str(i)
@@ -79,34 +84,42 @@ def model_file(folder: str | Path, card: dict[str, Any]) -> Path:
 
 
 def input_spec(folder: str | Path, card: dict[str, Any]) -> InputSpec:
-    """The card's input description as an ``InputSpec``."""
-    inputs = card.get("input") or {}
-    kind = str(inputs.get("kind") or card.get("kind") or "")
-    if kind not in KINDS:
+    """The card's input description (``dltrain.export.card.ExportCard``) as an
+    ``InputSpec``; a card this version cannot read is refused with one line."""
+    path = Path(folder) / CARD
+    version = card.get("card_version", 1)
+    if not isinstance(version, int) or version > CARD_VERSION:
         raise DataError(
-            f"{Path(folder) / CARD} names input kind '{kind}', not one of {', '.join(KINDS)}",
-            "export the model again with this version of dl-train",
+            f"{path} is card version {version}, newer than this dl-train reads ({CARD_VERSION})",
+            "upgrade dl-train where you predict or serve",
         )
-    spec = InputSpec(
-        kind=kind, task=str(card.get("task") or "classification"), labels=_labels(card)
-    )
-    if kind == "image":
-        spec.shape = [int(s) for s in inputs["shape"]]
-        spec.stored_shape = [int(s) for s in inputs.get("stored_shape") or spec.shape]
-        norm = inputs.get("normalization") or inputs
-        spec.mean, spec.std = [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
-    elif kind == "text":
-        spec.max_length = int(inputs["max_length"])
-        spec.pad_id = int(inputs.get("pad_id") or 0)
-        spec.tokenizer_file = Path(folder) / str(inputs.get("tokenizer") or "tokenizer.json")
-        spec.text_column = str(inputs.get("text_column") or "text")
+    try:
+        parsed = ExportCard.from_dict(card)
+    except (TypeError, KeyError, ValueError, AttributeError) as ex:
+        raise DataError(
+            f"{path} is not a card dl-export wrote ({type(ex).__name__}: {ex})",
+            "export the model again with this version of dl-train",
+        ) from None
+    given = parsed.input
+    if given.kind not in KINDS:
+        raise DataError(
+            f"{path}: a model of {given.kind} inputs, which dl-predict/dl-serve do not read yet",
+            f"serve models of {', '.join(KINDS)} inputs, or predict with the checkpoint",
+        )
+    spec = InputSpec(kind=given.kind, task=parsed.task, labels=[str(v) for v in parsed.labels])
+    spec.names = [t.name for t in given.tensors]
+    if given.kind == "image":
+        norm = given.normalization
+        if norm is None:
+            raise DataError(f"{path} has no input.normalization", "export the model again")
+        spec.shape = [int(v) for v in given.shape]
+        spec.stored_shape = [int(v) for v in given.stored_shape or given.shape]
+        spec.scale, spec.mean, spec.std = float(norm.scale), list(norm.mean), list(norm.std)
+    elif given.kind == "text":
+        spec.max_length, spec.pad_id = int(given.max_length), int(given.pad_id)
+        spec.min_length = int(given.min_length or 1)
+        spec.tokenizer_file = Path(folder) / str(given.tokenizer or TOKENIZER_FILE)
+        spec.text_column = given.text_column
     else:
-        spec.table = dict(inputs["preprocessing"])
-        spec.task = str(spec.table.get("task") or spec.task)
-        spec.labels = spec.labels or list(spec.table.get("classes") or [])
+        spec.table = dict(given.preprocessing or {})
     return spec
-
-
-def _labels(card: dict[str, Any]) -> list[str]:
-    labels = card.get("labels") or []
-    return [str(v) for v in labels]

@@ -53,9 +53,10 @@ def batch(
     shape: Sequence[int],
     mean: Sequence[float],
     std: Sequence[float],
+    scale: float = 255.0,
 ) -> np.ndarray:
     """Decoded ``uint8`` images at the stored shape -> the net's float32 ``(N, C, H, W)``."""
     x = center_crop(np.stack(images), shape[1:]).astype(np.float32)
     m = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
     s = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
-    return (x / np.float32(255.0) - m) / s
+    return (x / np.float32(scale) - m) / s

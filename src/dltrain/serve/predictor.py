@@ -40,13 +40,13 @@ class Predictor:
             images.decode(b, shape, names[i] if names else f"image {i}")
             for i, b in enumerate(blobs)
         ]
-        x = images.batch(decoded, self.spec.shape, self.spec.mean, self.spec.std)
+        x = images.batch(decoded, self.spec.shape, self.spec.mean, self.spec.std, self.spec.scale)
         return softmax(self.forward({"x": x}))
 
     def texts(self, items: Sequence[str]) -> np.ndarray:
         assert self.encode is not None
         ids = self.encode(list(items), self.spec.max_length)
-        return softmax(self.forward(texts.batch(ids, self.spec.pad_id)))
+        return softmax(self.forward(texts.batch(ids, self.spec.pad_id, self.spec.min_length)))
 
     def rows(self, items: Sequence[dict[str, Any]]) -> np.ndarray:
         """Class probabilities, or regression values on the target's scale."""

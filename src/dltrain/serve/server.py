@@ -67,6 +67,14 @@ def serve(predictor: Predictor, opts: Options, what: str) -> int:
     import uvicorn
 
     limits = Limits(int(opts.max_body_mb * 2**20), opts.max_batch, opts.timeout_s)
+    config = uvicorn.Config(
+        create_app(predictor, limits),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=max(5, int(opts.timeout_s) + 1),
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
     family = socket.AF_INET6 if ":" in opts.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,6 +85,18 @@ def serve(predictor: Predictor, opts: Options, what: str) -> int:
             f"cannot listen on {opts.host}:{opts.port} ({ex.strerror})",
             "pick another port=, or stop what uses it",
         ) from None
+    sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # handler it found: ours notes it, so the process ends with 0 and a last line. Set
+    # before the address is printed: a client may stop the server at once.
+    stopped_by: list[int] = []
+
+    def stop(number: int, frame: object) -> None:
+        stopped_by.append(number)
+        server.should_exit = True  # a signal before uvicorn took over: it stops at once
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     host, port = sock.getsockname()[:2]
     scope = (
         "this machine only; host=0.0.0.0 listens on every interface"
@@ -89,19 +109,7 @@ def serve(predictor: Predictor, opts: Options, what: str) -> int:
         f"{limits.timeout_s:g} s a prediction; stop with Ctrl-C or SIGTERM",
         flush=True,
     )
-    config = uvicorn.Config(
-        create_app(predictor, limits),
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=max(5, int(opts.timeout_s) + 1),
-        lifespan="off",
-    )
-    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
-    # handler it found: ours notes it, so the process ends with 0 and a last line.
-    stopped_by: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda number, frame: stopped_by.append(number))
-    uvicorn.Server(config).run(sockets=[sock])
+    server.run(sockets=[sock])
     names = ", ".join(signal.Signals(n).name for n in dict.fromkeys(stopped_by))
     print(f"dl-serve stopped{f' ({names})' if names else ''}", flush=True)
     return 0

@@ -34,9 +34,10 @@ def file_encoder(path: Path) -> Encoder:
     return encode
 
 
-def batch(rows: list[list[int]], pad_id: int) -> dict[str, np.ndarray]:
-    """``input_ids`` and ``attention_mask``, int64 ``(N, longest)``."""
-    width = max([len(r) for r in rows] + [1])
+def batch(rows: list[list[int]], pad_id: int, min_length: int = 1) -> dict[str, np.ndarray]:
+    """``input_ids`` and ``attention_mask``, int64 ``(N, longest)``, at least
+    ``min_length`` wide (the extra padding is masked: the outputs do not change)."""
+    width = max([len(r) for r in rows] + [min_length, 1])
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for i, row in enumerate(rows):
