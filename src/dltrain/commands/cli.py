@@ -146,14 +146,6 @@ def _export(cfg: DictConfig) -> None:
     _run_task(run, cfg)
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="export", version_base="1.3")
-def _export(cfg: DictConfig) -> None:
-    from dltrain.commands.export import run
-
-    startup.freeze_imports()
-    _run_task(run, cfg)
-
-
 def train_main() -> None:
     """``dl-train``: fit, then test with the best checkpoint."""
     sys.argv[1:] = [_tune_list(arg) for arg in sys.argv[1:]]
@@ -176,11 +168,6 @@ def eval_main() -> None:
 def predict_main() -> None:
     """``dl-predict ckpt_path=... inputs=...``: top-k classes of images or texts."""
     _run_app(_predict)
-
-
-def export_main() -> None:
-    """``dl-export ckpt_path=... format=onnx``: the checkpoint as a deployable folder."""
-    _run_app(_export)
 
 
 def export_main() -> None:
