@@ -1,0 +1,121 @@
+"""The serving side's own input preparation (numpy, no pandas/scipy/torch) gives what the
+checkpoint path gives: table rows (both scalings, gaps, unseen levels) and texts; dl-predict
+and dl-serve on text and table exports answer as the checkpoint does."""
+
+from __future__ import annotations
+
+import base64  # noqa: F401
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli, run_dir_of
+from dltrain.data.sources import tabular_prep as prep
+from dltrain.data.sources.tabular import read_table
+from dltrain.serve import rows
+from onnx_fixture import export
+from test_serve import Server, no_torch_env
+
+
+def table(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=n)
+    a[::7] = np.nan
+    color = rng.choice(["red", "green", "blue"], size=n).astype(object)
+    color[::5] = None
+    level = rng.integers(1, 4, size=n).astype(float)
+    level[::6] = np.nan  # whole floats with gaps: the vocabulary holds "1", "2", "3"
+    return pd.DataFrame({"a": a, "b": rng.uniform(0, 10, size=n).round(3), "color": color,
+                         "flag": rng.random(n) < 0.5, "level": level,
+                         "y": rng.choice(["no", "yes"], size=n)})  # fmt: skip
+
+
+@pytest.mark.parametrize("scaling", ["standard", "quantile", "none"])
+def test_rows_features_equal_the_training_preprocessing(tmp_path: Path, scaling: str) -> None:
+    train = table(200, 0)
+    state = prep.fit(train, "y", "classification", ["a", "b"], ["color", "flag", "level"],
+                     scaling=scaling)  # fmt: skip
+    new = table(40, 1)
+    new.loc[3, "color"] = "purple"  # unseen level
+    new.loc[4, "b"] = 1e6  # beyond the training range
+    new.to_csv(tmp_path / "rows.csv", index=False)
+    want = prep.features(state, read_table(tmp_path / "rows.csv"))
+    got = rows.features(state.to_dict(), rows.read_csv(tmp_path / "rows.csv"))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert got[3, -3] == prep.UNKNOWN and got[0, -3] == prep.MISSING  # color
+    # JSON rows as a client sends them (numbers, strings, booleans, null) give the same.
+    records = json.loads(new.to_json(orient="records"))
+    np.testing.assert_allclose(rows.features(state.to_dict(), records), want, atol=1e-6)
+
+
+def test_csv_cells_are_typed_as_pandas_reads_them(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("n,f,t,b,m\n1,1.0,x,true,NA\n2,,7,FALSE,\n3,2.5,1.0,True,nan\n")
+    got = rows.read_csv(path)
+    assert [r["n"] for r in got] == [1, 2, 3]
+    assert [r["f"] for r in got] == [1.0, None, 2.5]
+    assert [r["t"] for r in got] == ["x", "7", "1.0"]  # a text column keeps its text
+    assert [r["b"] for r in got] == [True, False, True]
+    assert [r["m"] for r in got] == [None, None, None]
+    frame = pd.read_csv(path)
+    for col in ("n", "f", "t", "b"):
+        assert [rows.as_text(r[col]) for r in got] == [
+            None if t is np.nan else t for t in prep.as_text(frame[col])
+        ], col
+
+
+@pytest.fixture(scope="module")
+def tabular(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    base = tmp_path_factory.mktemp("tabular")
+    table(300, 0).to_csv(base / "t.csv", index=False)
+    args = ["data=tabular", "data.path=t.csv", "data.target=y", "model=mlp",
+            "trainer.max_epochs=1", "logger=none", "data.scaling=quantile"]  # fmt: skip
+    out = run_cli(args, base, env={"OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    ckpt = sorted((run_dir_of(base) / "checkpoints").glob("*.ckpt"))[-1]
+    new = table(30, 2)
+    new.loc[0, "color"] = "purple"
+    new.drop(columns=["y"]).to_csv(base / "rows.csv", index=False)
+    return {"base": base, "ckpt": ckpt, "export": export(ckpt, base / "export" / "onnx")}
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_rows_of_an_export_without_torch(tabular: dict, tmp_path: Path) -> None:
+    base, rows_csv = tabular["base"], tabular["base"] / "rows.csv"
+    out = {}
+    for name, path, env in (("ckpt", tabular["ckpt"], None),
+                            ("onnx", tabular["export"], no_torch_env(tmp_path))):  # fmt: skip
+        args = [f"ckpt_path={path}", f"inputs={rows_csv}", f"hydra.run.dir={tmp_path / name}"]
+        done = run_cli(args, base, cmd="dl-predict", env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        out[name] = read_rows(tmp_path / name / "predictions.csv")
+    assert len(out["onnx"]) == 30 and list(out["onnx"][0]) == list(out["ckpt"][0])
+    for g, w in zip(out["onnx"], out["ckpt"], strict=True):
+        assert g["y_predicted"] == w["y_predicted"]
+        for key in ("prob_no", "prob_yes"):
+            assert float(g[key]) == pytest.approx(float(w[key]), abs=1e-4)
+
+    server = Server([f"ckpt_path={tabular['export']}"], tmp_path, env=no_torch_env(tmp_path))
+    try:
+        records = json.loads(pd.read_csv(rows_csv).to_json(orient="records"))
+        answer = server.client.post("/predict", json={"rows": records}).json()["predictions"]
+        assert [a["label"] for a in answer] == [w["y_predicted"] for w in out["ckpt"]]
+        assert answer[0]["probabilities"]["yes"] == pytest.approx(
+            float(out["ckpt"][0]["prob_yes"]), abs=1e-4)  # fmt: skip
+        r = server.client.post("/predict", json={"rows": [{"a": 1.0}]})
+        assert (r.status_code, r.json()["error"]) == (422, (
+            "the rows lack feature column(s) b, color, flag, level — give every column the "
+            "model was trained on (the target may be left out)"))  # fmt: skip
+        r = server.client.post("/predict", json={"rows": [{"a": [1]}]})
+        assert (r.status_code, r.json()["error"]) == (
+            422, "rows[0] has a value that is not a string, number or null")
+    finally:
+        assert server.stop()[0] == 0
