@@ -89,6 +89,9 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     process_settings(cfg)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision(cfg.matmul_precision)
+    tuned = _tune(cfg)  # tune=...: the finders' suggestions, written into cfg
+    if tuned is not None and not cfg.train:
+        return {"metrics": {}, "tuned": tuned, "epochs": 0, "steps": 0, "is_global_zero": True}
 
     batch = _global_batch(cfg)  # data.global_batch_size: per-device batch x accumulation
     # a table is read and fitted here (cfg learns the task)
@@ -147,6 +150,23 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         "world_size": trainer.world_size,
         "is_global_zero": trainer.is_global_zero,
     }
+
+
+def _tune(cfg: DictConfig) -> dict[str, Any] | None:
+    """``tune=...``: run Lightning's finders (commands/tune.py), print their suggestions
+    as override lines and reseed, so training with them is ``dl-train <overrides>``."""
+    import lightning.pytorch as pl
+
+    from dltrain.commands import tune
+
+    if not tune.requested(cfg):
+        return None
+    found = tune.tune(cfg)
+    shown = "\n".join(f"{key}={value}" for key, value in found.items())
+    then = "training with them" if cfg.train else "add train=true to train with them"
+    print(f"tuned ({then}):\n{shown}", flush=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    return found
 
 
 def _best_checkpoint(trainer: Any) -> str | None:
