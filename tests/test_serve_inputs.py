@@ -119,3 +119,37 @@ def test_predict_rows_of_an_export_without_torch(tabular: dict, tmp_path: Path) 
             422, "rows[0] has a value that is not a string, number or null")
     finally:
         assert server.stop()[0] == 0
+
+
+def test_texts_of_an_export_answer_as_the_checkpoint(tmp_path: Path) -> None:
+    from test_text import write_polarity
+
+    write_polarity(tmp_path / "data" / "rt-polarity", n=20)
+    args = ["experiment=rt_polarity_textcnn", f"paths.data_dir={tmp_path / 'data'}",
+            "trainer.max_epochs=1", "data.tokenizer.vocab_size=200", "logger=none"]  # fmt: skip
+    out = run_cli(args, tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    run = run_dir_of(tmp_path, "rt_polarity_textcnn")
+    ckpt = sorted((run / "checkpoints").glob("*.ckpt"))[-1]
+    folder = export(ckpt, tmp_path / "export")
+    texts = ["a gripping , funny film", "dull", "boring and badly acted , a mess of a film x y z"]
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    got = {}
+    for name, path, env in (("ckpt", ckpt, None), ("onnx", folder, no_torch_env(tmp_path))):
+        args = [f"ckpt_path={path}", "inputs=t.txt", "top_k=2", f"hydra.run.dir={name}"]
+        done = run_cli(args, tmp_path, cmd="dl-predict", env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        got[name] = json.loads((tmp_path / name / "predictions.json").read_text())["predictions"]
+    for g, w in zip(got["onnx"], got["ckpt"], strict=True):
+        assert g["input"] == w["input"]
+        assert [t["name"] for t in g["top"]] == [t["name"] for t in w["top"]]
+        want = [t["prob"] for t in w["top"]]
+        assert [t["prob"] for t in g["top"]] == pytest.approx(want, abs=1e-4)
+    assert {t["name"] for t in got["onnx"][0]["top"]} == {"neg", "pos"}
+
+    server = Server([f"ckpt_path={folder}"], tmp_path, env=no_torch_env(tmp_path))
+    try:
+        answer = server.client.post("/predict", json={"texts": texts}).json()["predictions"]
+        assert [a["label"] for a in answer] == [w["top"][0]["name"] for w in got["ckpt"]]
+    finally:
+        assert server.stop()[0] == 0
