@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import gc
 
+#: Environment variable: a file to write the modules the process imported to, at exit.
+IMPORTS_AT_EXIT = "DLTRAIN_IMPORTS_AT_EXIT"
+
 
 def defer_collection() -> None:
     """At process start: no automatic collections while the libraries import."""
@@ -27,3 +30,16 @@ def freeze_imports() -> None:
     if gc.get_freeze_count() == 0:
         gc.freeze()
     gc.enable()
+
+
+def defer_unused_imports() -> None:
+    """At process start, before anything imports torchmetrics or torchvision: their
+    metric families and model zoo that a run does not use are imported only when used
+    (runtime/lazy_imports.py; docs/explanation/start-up.md)."""
+    import os
+
+    from dltrain.runtime import lazy_imports
+
+    lazy_imports.install()
+    if os.environ.get(IMPORTS_AT_EXIT):
+        lazy_imports.dump_at_exit(os.environ[IMPORTS_AT_EXIT])

@@ -1,0 +1,207 @@
+"""Deferred package initialisers: the parts of torchmetrics and torchvision a run never
+uses are not imported until something touches them.
+
+Why: ``import lightning`` imports all of torchmetrics (``lightning.fabric.utilities.
+imports`` reads its version by importing it), and torchmetrics' ``__init__`` modules
+import every metric family: the image functions pull in torchvision's model zoo (and,
+through ``torchvision.ops``, ``torch._dynamo``), the text ones transformers, the audio
+ones ``scipy.signal``. That is seconds of every run's start for metrics this runner never
+computes (docs/explanation/start-up.md has the figures and the upstream patch).
+
+How: a ``sys.meta_path`` finder answers for the package names in :data:`DEFERRED` only.
+It asks the other finders for the real spec and wraps its loader, so the module object
+is created as usual but its ``__init__`` code does not run until an attribute of it is
+read; then it runs once, in place, with the real loader.
+
+Why this is safe (the same contract as ``importlib.util.LazyLoader``, which this follows):
+
+- ``from pkg import name`` and ``pkg.name`` read an attribute, so they run the package's
+  code at once: whoever uses a deferred package gets the same module, fully initialised.
+  The deferral only saves time where nobody reads the package's attributes.
+- What the import system itself reads before loading (``__spec__``, ``__path__``,
+  ``__name__``, ``__file__``...) is answered without loading: those are set from the spec
+  before any module code runs, so they are what an eager import would show. This is the
+  one difference from ``LazyLoader``, whose module loads on the ``__path__`` read that
+  importing a *submodule* makes: torchmetrics' own ``__init__`` imports submodules of
+  the deferred packages (``torchmetrics.image.psnr``...), which therefore load for real,
+  while the package's ``__init__`` (which imports the costly siblings) waits.
+- Only packages whose ``__init__`` just re-exports their submodules are listed: none
+  changes its ``__path__`` or registers anything its submodules rely on, so running it
+  after some of its submodules is the same as running it before them.
+- Loading is guarded by a lock and re-entrant (the package's own code may read its
+  module while it runs); another thread waits until the code has run.
+- Only plain source packages are deferred (a loader with ``exec_module`` and the
+  default module creation); anything else is imported as usual.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.abc
+import importlib.machinery
+import json
+import os
+import sys
+import threading
+import traceback
+import types
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+#: Packages whose ``__init__`` runs only when one of their attributes is read.
+DEFERRED: tuple[str, ...] = (
+    # torchmetrics' function namespace: its __init__ re-exports every family (image ->
+    # torchvision's model zoo, text -> transformers, audio -> scipy.signal).
+    "torchmetrics.functional.image",
+    "torchmetrics.functional.text",
+    "torchmetrics.functional.audio",
+    "torchmetrics.image",
+    "torchmetrics.text",
+    "torchmetrics.audio",
+    # torchvision's __init__ imports its model zoo (and torch._dynamo through ops).
+    "torchvision.models",
+)
+
+#: What the import system reads of a module before using it; set from the spec.
+_PROBES = frozenset(
+    {
+        "__spec__",
+        "__path__",
+        "__name__",
+        "__loader__",
+        "__package__",
+        "__file__",
+        "__cached__",
+        "__class__",
+    }
+)
+
+
+class _DeferredModule(types.ModuleType):
+    """A module whose code has not run yet; the first other attribute read runs it."""
+
+    def __getattribute__(self, attr: str) -> Any:
+        if attr in _PROBES:
+            return object.__getattribute__(self, attr)
+        if _load(self):
+            return getattr(self, attr)
+        return types.ModuleType.__getattribute__(self, attr)  # its own code, while it runs
+
+    def __delattr__(self, attr: str) -> None:
+        _load(self)  # deleting before the code ran would be undone by it
+        types.ModuleType.__delattr__(self, attr)
+
+
+def _load(module: types.ModuleType) -> bool:
+    """Run the deferred code once; ``False`` while it runs in this thread (re-entry)."""
+    spec = object.__getattribute__(module, "__spec__")
+    state = spec.loader_state
+    with state["lock"]:
+        if state["loading"]:
+            return False
+        if type(module) is _DeferredModule:
+            _run(module, spec, state)
+    return True
+
+
+def _run(module: types.ModuleType, spec: importlib.machinery.ModuleSpec, state: dict) -> None:
+    """Run the package's code in place with the real loader, then make it a plain module."""
+    real = state["loader"]
+    if os.environ.get("DLTRAIN_TRACE_DEFERRED"):
+        traceback.print_stack(limit=12)
+        print(f"^ loads deferred {spec.name}", file=sys.stderr)
+    state["loading"] = True
+    try:
+        spec.loader = real
+        module.__loader__ = real
+        real.exec_module(module)
+        module.__class__ = types.ModuleType
+    finally:
+        state["loading"] = False
+
+
+class _DeferringLoader(importlib.abc.Loader):
+    """Wraps a source package's loader: creates the module as usual, defers its code."""
+
+    def __init__(self, real: importlib.abc.Loader) -> None:
+        self.real = real
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return None  # the default module, as the real (source) loader would make
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__spec__.loader_state = {
+            "loader": self.real,
+            "lock": threading.RLock(),
+            "loading": False,
+        }
+        module.__class__ = _DeferredModule
+
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, get_source...
+        return getattr(self.real, name)
+
+
+class DeferringFinder(importlib.abc.MetaPathFinder):
+    """Finds the packages in ``names`` with the other finders and defers their code."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = frozenset(names)
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.names:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                return _deferred(spec)
+        return None
+
+
+def _deferred(spec: importlib.machinery.ModuleSpec) -> importlib.machinery.ModuleSpec:
+    """The spec with its loader wrapped, when the loader is a plain source loader."""
+    loader = spec.loader
+    plain = isinstance(
+        loader, importlib.machinery.SourceFileLoader | importlib.machinery.SourcelessFileLoader
+    )
+    if plain and spec.submodule_search_locations is not None:
+        spec.loader = _DeferringLoader(loader)
+    return spec
+
+
+def install(names: Iterable[str] = DEFERRED) -> DeferringFinder:
+    """Put the finder first on ``sys.meta_path`` (once per process). Packages already
+    imported are left as they are."""
+    for finder in sys.meta_path:
+        if isinstance(finder, DeferringFinder):
+            return finder
+    finder = DeferringFinder(names)
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
+def deferred_names() -> list[str]:
+    """The modules imported whose code has not run (yet)."""
+    return sorted(n for n, m in list(sys.modules.items()) if type(m) is _DeferredModule)
+
+
+def dump_at_exit(path: str) -> None:
+    """At exit, write ``{"loaded": [...], "deferred": [...]}`` (sorted module names) to
+    ``path``: what the process really imported, for tests and the start-up notes."""
+
+    def dump() -> None:
+        deferred = deferred_names()
+        names = sorted(n for n in list(sys.modules) if n not in set(deferred))
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"loaded": names, "deferred": deferred}, f, indent=0)
+
+    atexit.register(dump)
+
+
+def loaded(name: str) -> bool:
+    """Whether module ``name`` is imported and its code has run (not merely deferred)."""
+    module = sys.modules.get(name)
+    return module is not None and type(module) is not _DeferredModule
