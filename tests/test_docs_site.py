@@ -5,8 +5,11 @@ a page missing from the nav, or a nav entry without its page fails (mkdocs.yml's
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
+
+import tomllib
 
 from conftest import BIN, ROOT
 
@@ -45,3 +48,21 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "no-such-page.md" in proc.stdout + proc.stderr
+
+
+def test_architecture_page_names_the_layers_of_the_contract() -> None:
+    """The layers the architecture page lists and draws are import-linter's, in order:
+    a layer added to pyproject.toml without the page fails here."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in contracts["contracts"] if c["type"] == "layers")["layers"]
+    names = [
+        " \\| ".join(f"`{part.strip().removeprefix('dltrain.')}`" for part in layer.split("|"))
+        for layer in layers
+    ]
+    page = (ROOT / "docs" / "explanation" / "architecture.md").read_text()
+    assert f"| `layers` | layers | {' > '.join(names)}:" in page
+    drawn = re.search(r"```mermaid\n(.*?)```", page, re.S).group(1)
+    for layer in layers:
+        for part in layer.split("|"):
+            short = part.strip().removeprefix("dltrain.")
+            assert re.search(rf"^\s*{short}\[", drawn, re.M), f"{short} is not drawn"
