@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 
 from conftest import BIN, run_cli, run_dir_of
-from onnx_fixture import export
 
 # Any import of the training stack fails: the serving path must never need it.
 NO_TORCH = """
@@ -43,13 +42,18 @@ def no_torch_env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A digits run (one short epoch), its ONNX export, and a few PNGs of digits."""
+    """A digits run (one short epoch), its ONNX export by dl-export, and a few PNGs (the
+    digits set stores 0..16, files hold 0..255: the card's scale is not the files')."""
     base = tmp_path_factory.mktemp("digits")
     out = run_cli(["debug=fast", "trainer.max_epochs=1"], base, env={"OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     run = run_dir_of(base, "debug")
     ckpt = sorted((run / "checkpoints").glob("*.ckpt"))[-1]
-    folder = export(ckpt, run / "export" / "onnx")
+    # dl-export as a user runs it (the other serving tests export with onnx_fixture.py)
+    done = run_cli([f"ckpt_path={ckpt}", "format=onnx"], base, cmd="dl-export",
+                   env={"OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder = run / "export" / "onnx"
     images = base / "images"
     images.mkdir()
     rng = np.random.default_rng(0)

@@ -114,7 +114,9 @@ def input_spec(folder: str | Path, card: dict[str, Any]) -> InputSpec:
             raise DataError(f"{path} has no input.normalization", "export the model again")
         spec.shape = [int(v) for v in given.shape]
         spec.stored_shape = [int(v) for v in given.stored_shape or given.shape]
-        spec.scale, spec.mean, spec.std = float(norm.scale), list(norm.mean), list(norm.std)
+        # Image files hold 0..255 whatever range training stored (norm.scale: 16 for the
+        # digits set): divided by 255, as dl-predict on the checkpoint does.
+        spec.mean, spec.std = list(norm.mean), list(norm.std)
     elif given.kind == "text":
         spec.max_length, spec.pad_id = int(given.max_length), int(given.pad_id)
         spec.min_length = int(given.min_length or 1)
