@@ -73,22 +73,33 @@ def export(source: Source, out_root: Path, req: Request) -> list[Path]:
     card = _card(source, graph, expected, req)
     folder = _fresh(out_root / FORMATS[req.format][0])
     path = folder / card.model_file
-    if req.format == "safetensors":
-        _write_safetensors(source.net, req.config, path)
-    else:
-        program = graphs.export_program(graph)
-        if source.kind == "text":
-            card.input.min_length = graphs.min_sequence(program)
-        if req.format == "pt2":
-            torch.export.save(program, str(path))
-        else:
-            graphs.to_onnx(graph, program, path)
+    try:
+        _write_model(source, graph, card, path, req)
+        if req.format == "onnx":
             _check_onnx(source, card, path, x, expected, req.score, strict=True)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # no half-written export left behind
+        raise
     _finish(folder, source, card, x, y, expected)
     written = [folder]
     if req.quantize == "int8":
         written.append(_int8(source, out_root, card, path, x, y, expected, req.score))
     return written
+
+
+def _write_model(
+    source: Source, graph: graphs.Graph, card: ExportCard, path: Path, req: Request
+) -> None:
+    if req.format == "safetensors":
+        _write_safetensors(source.net, req.config, path)
+        return
+    program = graphs.export_program(graph)
+    if source.kind == "text":
+        card.input.min_length = graphs.min_sequence(program)
+    if req.format == "pt2":
+        torch.export.save(program, str(path))
+    else:
+        graphs.to_onnx(graph, program, path)
 
 
 def pad_text(x: dict[str, Tensor], width: int, pad_id: int) -> dict[str, Tensor]:

@@ -132,7 +132,19 @@ def unsupported_op(graph: Graph, program: Any, ex: BaseException) -> RunError:
 
 
 def _layer_calling(program: Any, op: str) -> str:
-    """``path (Class)`` of the innermost module whose forward calls ``op``."""
+    """``path (Class)`` of the innermost module whose forward calls ``op``: in the
+    program, else in its decomposition (the exporter decomposes before converting, and
+    the layer metadata survives it)."""
+    found = _layer_in(program, op)
+    if found:
+        return found
+    try:
+        return _layer_in(program.run_decompositions(), op)
+    except Exception:  # noqa: BLE001 - only a better message is lost
+        return ""
+
+
+def _layer_in(program: Any, op: str) -> str:
     for node in program.graph.nodes:
         if node.op != "call_function" or _op_name(node.target) != _op_name(op):
             continue
