@@ -19,7 +19,7 @@ from dltrain.config.checks import is_multirun, validate_run
 from dltrain.config.combinations import check_plateau
 from dltrain.config.global_batch import Split, settle
 from dltrain.errors import ConfigError, find_user_error
-from dltrain.records import terminal
+from dltrain.records import plot_worker, terminal
 from dltrain.records.results import write_results
 from dltrain.runtime.process import (
     gpus_hidden_on_cpu,
@@ -44,7 +44,9 @@ def run(cfg: DictConfig) -> float | None:
         # In -m, a DDP job starts (and ends) its own ranks: job_processes.
         with gpus_hidden_on_cpu(cfg), job_processes.job(is_multirun()):
             record = fit_and_test(cfg)
+        plot_worker.wait_all()  # the PNGs drawn beside the test stage (records/plot_worker.py)
     except BaseException as ex:
+        plot_worker.wait_all(raise_errors=False)  # the epochs it completed, still drawn
         if _was_pruned(ex) and not is_rank_zero():
             return None  # a trial's rank > 0: rank 0 reports the pruning, this rank exits 0
         stopped = interruption(ex, run_dir)  # SIGTERM/SIGINT: checkpoint saved, resumable

@@ -4,7 +4,8 @@ matrix and ROC curves (classification) or predicted-vs-true and residuals (regre
 The callback keeps the per-epoch history itself (it does not depend on which logger
 is configured), saves it with checkpoints and in ``history.json``, so a resumed run
 plots every epoch. PNGs are (re)written at the end of fitting, at the start of a
-resumed fit and after testing.
+resumed fit and after testing, by a worker process the run waits for at its end
+(records/plot_worker.py), and not again from unchanged data.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from dltrain.data.loading.batches import PAD_LABEL
-from dltrain.records import plotting
+from dltrain.records import plot_worker, plotting
 from dltrain.records.history import Row, merge_rows, read_history, write_history
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,10 @@ class RunPlots(Callback):
         self._kept: dict[str, list[Any]] = {}  # test probabilities / values, on the CPU
 
     # ---- history ---------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            plot_worker.start()  # imports matplotlib beside the fit, not after it
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The restored epoch counter is known here (not yet in on_fit_start). Keep what
         # the checkpoint and this run dir's history.json know about earlier epochs.
@@ -153,37 +158,31 @@ class RunPlots(Callback):
                 probs = rows["probs"].numpy()
                 if np.isfinite(probs).all():
                     roc = self.plot_dir / "roc.png"
-                    path = plotting.roc_curves(probs, target, roc, names)
-                    log.info("wrote %s", path)
+                    plot_worker.submit(plotting.roc_curves, roc, probs, target, roc, names)
                 else:  # a diverged run (e.g. nan_policy=skip kept it going): nothing to rank
                     log.warning("roc.png not drawn: the test probabilities are not all finite")
             if "values" in rows:
                 label = getattr(trainer.datamodule, "target_label", "target")
-                path = plotting.regression(
-                    rows["values"].numpy(),
-                    target,
-                    self.plot_dir / "predicted_vs_true.png",
-                    label,
-                )
-                log.info("wrote %s", path)
+                path = self.plot_dir / "predicted_vs_true.png"
+                values = rows["values"].numpy()
+                plot_worker.submit(plotting.regression, path, values, target, path, label)
         if self._confmat is None or not self._confmat.update_called:
             return
         matrix = self._confmat.compute()  # every rank takes part in the sync
         self._confmat = None
         if trainer.is_global_zero:
-            path = plotting.confusion_matrix(
-                matrix.cpu().numpy(), self.plot_dir / "confusion_matrix.png", names
-            )
-            log.info("wrote %s", path)
+            path = self.plot_dir / "confusion_matrix.png"
+            cells = matrix.cpu().numpy()
+            plot_worker.submit(plotting.confusion_matrix, path, cells, path, names)
 
     # ---- figures -------------------------------------------------------------------------
     def _write_curves(self, trainer: pl.Trainer) -> None:
         if not (trainer.is_global_zero and self.rows):
             return
-        plotting.learning_curves(
-            self.rows, self.plot_dir / "learning_curves.png", title=self._title()
-        )
-        plotting.learning_rate(self.rows, self.plot_dir / "learning_rate.png")
+        rows = [dict(r) for r in self.rows]  # as they are now: the list grows later
+        curves, lr = self.plot_dir / "learning_curves.png", self.plot_dir / "learning_rate.png"
+        plot_worker.submit(plotting.learning_curves, curves, rows, curves, self._title())
+        plot_worker.submit(plotting.learning_rate, lr, rows, lr)
 
     def _title(self) -> str:
         return f"Learning curves: {self.run_dir.name}"

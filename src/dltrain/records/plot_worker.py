@@ -1,0 +1,91 @@
+"""Figures drawn off the run's critical path: in a worker process the run waits for at
+its end, and never twice from the same data.
+
+Why: drawing a run's four PNGs takes 1-3 s of CPU on the 2-core development machine
+(the first figure of a process also loads fonts), all of it between the last training
+step and the exit. A worker process (``concurrent.futures.ProcessPoolExecutor``, the
+standard library's pool: it feeds the jobs from a thread of its own and hands back each
+figure's exception) starts when the fit starts, imports matplotlib and draws while the
+run tests and records; ``wait_all()`` at the end of the run collects every figure, so a
+finished run has all of its PNGs, and a figure that failed fails the run as before. A
+process, not a thread: drawing is Python-heavy and would hold the GIL the training loop
+needs. ``spawn``, not ``fork``: the run's process has torch's threads running.
+
+Skipped: a figure whose function and arguments are the ones its PNG was last drawn from
+in this process (a resumed run's curves at its start and end when it had no epoch left,
+the curves again on an exception after the fit).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import multiprocessing
+import pickle
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_pool: ProcessPoolExecutor | None = None
+_pending: list[tuple[Path, Future]] = []
+_drawn: dict[Path, str] = {}  # PNG path -> digest of what it was drawn from
+
+
+def _warm() -> None:
+    """Run in the worker at its start: import numpy and matplotlib while the fit runs."""
+    from dltrain.records import plotting  # noqa: F401
+
+
+def start() -> None:
+    """Start the worker (if not running) and let it import the plotting stack now."""
+    global _pool
+    if _pool is None:
+        _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        _pool.submit(_warm)
+
+
+def submit(draw: Callable[..., Path], path: Path, *args: Any) -> bool:
+    """Draw ``draw(*args)`` (a function of records/plotting.py that writes ``path``) in the
+    worker. ``False``: skipped, ``path`` was drawn from the same arguments already."""
+    digest = hashlib.sha1(pickle.dumps((draw.__qualname__, path, args))).hexdigest()
+    if _drawn.get(path) == digest and path.exists():
+        return False
+    start()
+    assert _pool is not None
+    _drawn[path] = digest
+    _pending.append((path, _pool.submit(draw, *args)))
+    return True
+
+
+def wait_all(raise_errors: bool = True) -> list[Path]:
+    """Wait for every figure submitted; the paths drawn. A figure's exception is raised
+    (``raise_errors``) or logged (a run that already failed keeps its own error). The
+    worker is shut down: the next ``submit`` starts a new one."""
+    global _pool
+    drawn: list[Path] = []
+    first_error: BaseException | None = None
+    while _pending:
+        path, future = _pending.pop(0)
+        try:
+            future.result()
+        except Exception as ex:  # noqa: BLE001 - reported below, with the figure's name
+            _drawn.pop(path, None)
+            log.warning("%s not drawn: %s: %s", path.name, type(ex).__name__, ex)
+            first_error = first_error or ex
+        else:
+            drawn.append(path)
+            log.info("wrote %s", path)
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+    if first_error is not None and raise_errors:
+        raise first_error
+    return drawn
+
+
+# A run driven by Lightning directly (not dl-train) still gets its PNGs before exit.
+atexit.register(wait_all, raise_errors=False)

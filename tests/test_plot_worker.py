@@ -1,0 +1,61 @@
+"""records/plot_worker.py: figures drawn in a worker process, waited for, never redrawn
+from unchanged data, and a figure's failure reported as the figure's own exception."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dltrain.records import plot_worker, plotting
+
+ROWS = [
+    {"epoch": 0, "train/loss": 1.0, "val/loss": 1.1, "train/acc": 0.5, "val/acc": 0.4},
+    {"epoch": 1, "train/loss": 0.5, "val/loss": 0.7, "train/acc": 0.8, "val/acc": 0.7},
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers():
+    yield
+    plot_worker.wait_all(raise_errors=False)
+
+
+def test_figures_drawn_in_a_worker_and_unchanged_ones_skipped(tmp_path: Path) -> None:
+    curves = tmp_path / "plots" / "learning_curves.png"
+    assert plot_worker.submit(plotting.learning_curves, curves, ROWS, curves, "t")
+    workers = plot_worker._pool._processes  # noqa: SLF001 - where it is drawn
+    assert workers and os.getpid() not in workers
+    assert plot_worker.wait_all() == [curves]
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn_at = curves.stat().st_mtime_ns
+
+    # The same rows again: nothing to draw, the file is left as it is.
+    assert not plot_worker.submit(plotting.learning_curves, curves, list(ROWS), curves, "t")
+    assert plot_worker.wait_all() == []
+    assert curves.stat().st_mtime_ns == drawn_at
+
+    # One more epoch: drawn again.
+    more = [*ROWS, {"epoch": 2, "train/loss": 0.4, "val/loss": 0.6}]
+    assert plot_worker.submit(plotting.learning_curves, curves, more, curves, "t")
+    assert plot_worker.wait_all() == [curves]
+
+    # A deleted PNG is drawn again even from the same rows.
+    curves.unlink()
+    assert plot_worker.submit(plotting.learning_curves, curves, more, curves, "t")
+    assert plot_worker.wait_all() == [curves] and curves.exists()
+
+
+def test_a_failed_figure_raises_its_own_error_after_the_others(tmp_path: Path) -> None:
+    bad, good = tmp_path / "bad.png", tmp_path / "cm.png"
+    plot_worker.submit(plotting.confusion_matrix, bad, np.zeros(3), bad, None)  # not 2-D
+    plot_worker.submit(plotting.confusion_matrix, good, np.eye(3, dtype=int), good, None)
+    with pytest.raises(IndexError):
+        plot_worker.wait_all()
+    assert good.exists() and not bad.exists()
+
+    # Not remembered as drawn: the same call is tried again, and may be told to stay quiet.
+    assert plot_worker.submit(plotting.confusion_matrix, bad, np.zeros(3), bad, None)
+    assert plot_worker.wait_all(raise_errors=False) == []
