@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen:
         raise ConfigError("no experiment configs found", "add configs/experiment/<name>.yaml")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # wiring, not downloads (module docstring)
+    from dltrain.commands import smoke_run
+
+    smoke_run.warm_up()
     outcomes = []
     out = Path(opts.out).resolve() if opts.out else Path(tempfile.mkdtemp(prefix="dl-smoke-"))
     try:

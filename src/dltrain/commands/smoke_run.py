@@ -66,6 +66,13 @@ def run_cli(main: Callable[[], None], argv: list[str]) -> Finished:
     return Finished(code, out.getvalue(), err.getvalue())
 
 
+def warm_up() -> None:
+    """Import what every ``dl-train`` run imports, once, before the first snapshot: the
+    libraries' import-time settings (their loggers) are then part of the state every run
+    starts from, as in a fresh ``dl-train`` process."""
+    import dltrain.commands.train  # noqa: F401 - torch, Lightning, the recipe
+
+
 @contextlib.contextmanager
 def isolated() -> Iterator[None]:
     """Put back everything listed in the module docstring when the block ends."""
@@ -181,19 +188,18 @@ def _logging_state() -> dict[str, tuple[Any, ...]]:
 
 
 def _restore_logging(saved: dict[str, tuple[Any, ...]]) -> None:
-    """Each logger as it was; a logger first made during the run keeps what its library
-    gave it at import, less the handlers the run's logging config added."""
+    """Each logger as it was; a logger first made during the run as a new logger is (the
+    libraries a run uses are imported before the first snapshot: ``warm_up``)."""
     kept = {id(h) for state in saved.values() for h in state[1]}
     for name, lg in _loggers().items():
-        added = [h for h in lg.handlers if id(h) not in kept]
-        for handler in added:
-            handler.close()  # the run's log file, or a stream it captured
-        if name in saved:
-            lg.level, handlers, lg.propagate, lg.disabled, filters = saved[name]
-            lg.handlers[:], lg.filters[:] = handlers, filters
-        else:
-            for handler in added:
-                lg.removeHandler(handler)
+        for handler in lg.handlers:
+            if id(handler) not in kept:
+                handler.close()  # the run's log file, or a stream it captured
+        level, handlers, propagate, disabled, filters = saved.get(
+            name, (logging.NOTSET, [], True, False, [])
+        )
+        lg.level, lg.propagate, lg.disabled = level, propagate, disabled
+        lg.handlers[:], lg.filters[:] = handlers, filters
     logging.Logger.manager._clear_cache()  # type: ignore[attr-defined]  # levels changed
 
 
