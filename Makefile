@@ -59,6 +59,7 @@ lint: $(STAMP) ## ruff
 
 bench: $(STAMP) ## speed/memory benchmarks vs plain loops (DATA_DIR=../shared/datasets)
 	$(BIN)/python scripts/bench.py --data-dir $(DATA_DIR)
+	$(BIN)/python scripts/bench_serve.py  # dl-serve: 1 and 8 clients, RSS; dl-predict start-up
 
 docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict: a warning fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
