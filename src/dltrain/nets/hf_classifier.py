@@ -55,6 +55,9 @@ class HFSequenceClassifier(nn.Module):
             when it has one, else ``cls``); see the module docstring.
         head_dropout: dropout before the linear head; ``None``: the checkpoint's own
             (``classifier_dropout``, else ``hidden_dropout_prob``).
+        peft: ``lora``: train LoRA adapters and the head only (nets/lora.py), with
+            ``lora``'s r, alpha, dropout and target_modules; checkpoints then hold only
+            what trains. ``none``: the layers train as the settings above say.
     """
 
     takes = "text"  # see dltrain.config.model_data
@@ -69,6 +72,8 @@ class HFSequenceClassifier(nn.Module):
         gradient_checkpointing: bool = False,
         pooling: Pooling = "auto",
         head_dropout: Dropout | None = None,
+        peft: Literal["none", "lora"] = "none",
+        lora: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < float(layer_lr_decay) <= 1.0:
@@ -101,6 +106,13 @@ class HFSequenceClassifier(nn.Module):
             for name, p in self.named_parameters():
                 if depth_of[name] <= frozen_layers:  # embeddings are depth 0
                     p.requires_grad_(False)
+        if peft == "lora":
+            from dltrain.nets import lora as lora_adapters
+
+            self.model = lora_adapters.add_lora(self.model, lora, with_head=self.head is None)
+            lora_adapters.keep_only_trained(self)
+        elif peft != "none":
+            raise ConfigError(f"model.peft={peft} is not known", "use model.peft=lora or none")
 
     def forward(self, x: dict[str, Tensor]) -> Tensor:
         if self.head is None:
