@@ -57,8 +57,9 @@ smoke: $(STAMP) ## every experiment config for one batch on the CPU: a pass/fail
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check src tests scripts
 
-bench: $(STAMP) ## speed/memory benchmarks vs plain loops (DATA_DIR=../shared/datasets)
+bench: $(STAMP) ## speed/memory vs plain loops, start-up and cost curves (DATA_DIR=../shared/datasets)
 	$(BIN)/python scripts/bench.py --data-dir $(DATA_DIR)
+	$(BIN)/python scripts/bench_startup.py --data-dir $(DATA_DIR)
 	$(BIN)/python scripts/bench_serve.py  # dl-serve: 1 and 8 clients, RSS; dl-predict start-up
 
 docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict: a warning fails)
