@@ -20,7 +20,9 @@ run, then kept in front of the page's later commands. Shortened, never otherwise
   per test process; ``<export dir>``: that run's ONNX export (``dl-export``);
   ``<images>``: a few PNGs; ``<image folder>``: a 3-class folder of PNGs.
 
-Identical commands on one page run once. Only the exit status is asserted (plus the files
+Every command runs, repeats included: on one page a repeated command is the point (run it
+again to resume), and a command on two pages runs in each page's folder because later
+commands on each page read what it left. Only the exit status is asserted (plus the files
 the tour promises): what each command does is tested by the suite's own tests.
 """
 
@@ -241,16 +243,12 @@ def test_page_commands_run(page: Path, tmp_path_factory: pytest.TempPathFactory)
         "OMP_NUM_THREADS": "1",
     }
     env.pop("HYDRA_FULL_ERROR", None)
-    seen: set[str] = set()
     timings, prelude = [], ""
     for block in blocks(page):
         if block.reason is not None:
             continue
         for line, command in block.commands:
             script = prelude + shorten(fill(command, base))
-            if script in seen:
-                continue
-            seen.add(script)
             began = time.perf_counter()
             proc = subprocess.run(
                 ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
