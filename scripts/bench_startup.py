@@ -6,7 +6,8 @@ shared machine hits baselines and dl-train alike; the table shows medians.
 
 ``--startup``: ``python -c "import torch"`` (the floor any torch program pays),
 ``dl-train --help`` and ``dl-train debug=fast`` (digits, one batch per stage), each as a
-ratio to ``import torch`` measured in the same rounds.
+ratio to ``import torch`` measured in the same rounds; ``debug_eager`` is ``debug=fast``
+with ``DLTRAIN_EAGER_IMPORTS=1`` (no deferred imports), to show what deferring saves.
 
 ``--cost-curves``: wall time of ``experiment=mnist_speed`` and of
 ``scripts/plain_loop.py experiment=mnist_speed`` at 1, 2, 4 and 8 epochs, each fitted
@@ -42,6 +43,12 @@ def startup_workloads(log_dir: str) -> list[Workload]:
         Workload("help", [dl_train, "--help"]),
         Workload(
             "debug_fast", [dl_train, "debug=fast", f"paths.log_dir={log_dir}"], "results_json"
+        ),
+        # The same without the deferring finder (runtime/lazy_imports.py): what it saves.
+        Workload(
+            "debug_eager",
+            ["env", "DLTRAIN_EAGER_IMPORTS=1", dl_train, "debug=fast", f"paths.log_dir={log_dir}"],
+            "results_json",
         ),
     ]
 

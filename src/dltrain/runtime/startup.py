@@ -16,6 +16,8 @@ import gc
 
 #: Environment variable: a file to write the modules the process imported to, at exit.
 IMPORTS_AT_EXIT = "DLTRAIN_IMPORTS_AT_EXIT"
+#: Environment variable: ``1`` imports every package eagerly (no deferring finder).
+EAGER_IMPORTS = "DLTRAIN_EAGER_IMPORTS"
 
 
 def defer_collection() -> None:
@@ -40,6 +42,7 @@ def defer_unused_imports() -> None:
 
     from dltrain.runtime import lazy_imports
 
-    lazy_imports.install()
+    if os.environ.get(EAGER_IMPORTS) != "1":  # the escape hatch, and the bench's baseline
+        lazy_imports.install()
     if os.environ.get(IMPORTS_AT_EXIT):
         lazy_imports.dump_at_exit(os.environ[IMPORTS_AT_EXIT])
