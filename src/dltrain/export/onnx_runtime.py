@@ -3,6 +3,7 @@ export (parity on the samples, accuracy on the test split) and ``quantize=int8``
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,25 @@ def quantize_int8(source: Path, target: Path) -> None:
     batch at run time (no calibration data needed)."""
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as ex:  # pragma: no cover - onnxruntime is in the export extra
         raise ConfigError(
             "quantize=int8 needs onnxruntime", "pip install 'dl-train[export]'"
         ) from ex
+    # ONNX Runtime's documented first step: shape inference and graph optimisation, so
+    # the quantizer sees every MatMul with known shapes (it warns without it).
+    prepared = target.with_name(target.stem + ".prepared.onnx")
+    try:
+        quant_pre_process(str(source), str(prepared))
+    except Exception:  # noqa: BLE001 - quantizing the unprepared graph still works
+        shutil.copyfile(source, prepared)
+    try:
+        _quantize(prepared, target, QuantType, quantize_dynamic)
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def _quantize(source: Path, target: Path, QuantType: Any, quantize_dynamic: Any) -> None:  # noqa: N803
     quantize_dynamic(
         str(source),
         str(target),
