@@ -153,3 +153,14 @@ def test_texts_of_an_export_answer_as_the_checkpoint(tmp_path: Path) -> None:
         assert [a["label"] for a in answer] == [w["top"][0]["name"] for w in got["ckpt"]]
     finally:
         assert server.stop()[0] == 0
+
+
+def test_regression_outputs_on_the_target_scale() -> None:
+    """The net's standardised value -> the target's scale, as dl-predict's checkpoint path
+    (``predict_rows``: ``* target_std + target_mean``, then ``exp`` for a log target)."""
+    raw = np.array([[-1.0], [0.0], [2.5]], dtype=np.float32)
+    state = {"target_std": 2.0, "target_mean": 1.0, "target_transform": None}
+    np.testing.assert_allclose(rows.outputs(state, raw), [-1.0, 1.0, 6.0])
+    logged = {**state, "target_transform": "log"}
+    want = prep.inverse_target(raw.reshape(-1).astype(np.float64) * 2.0 + 1.0, "log")
+    np.testing.assert_allclose(rows.outputs(logged, raw), want)
