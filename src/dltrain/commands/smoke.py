@@ -117,7 +117,7 @@ def _plan(args: list[str], assets: Path) -> Plan | None:
 
     # Quiet: writing a stand-in model draws progress bars; the row says what stood in.
     quiet = contextlib.redirect_stderr(io.StringIO())
-    with smoke_run.isolated(), quiet, contextlib.redirect_stdout(io.StringIO()):
+    with smoke_run.isolated(collect=False), quiet, contextlib.redirect_stdout(io.StringIO()):
         try:
             with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
                 cfg = compose("train", overrides=[a for a in args if not a.startswith("hydra.")])

@@ -74,14 +74,16 @@ def warm_up() -> None:
 
 
 @contextlib.contextmanager
-def isolated() -> Iterator[None]:
-    """Put back everything listed in the module docstring when the block ends."""
+def isolated(collect: bool = True) -> Iterator[None]:
+    """Put back everything listed in the module docstring when the block ends; then
+    (``collect``) free the run's objects, a fit's cycles included, before the next run."""
     saved = _Process.take()
     try:
         yield
     finally:
         saved.restore()
-        gc.collect()
+        if collect:
+            gc.collect()
 
 
 @dataclass
