@@ -61,6 +61,7 @@ bench: $(STAMP) ## speed/memory vs plain loops, start-up and cost curves (DATA_D
 	$(BIN)/python scripts/bench.py --data-dir $(DATA_DIR)
 	$(BIN)/python scripts/bench_startup.py --data-dir $(DATA_DIR)
 	$(BIN)/python scripts/bench_serve.py  # dl-serve: 1 and 8 clients, RSS; dl-predict start-up
+	$(BIN)/python scripts/bench_export.py --data-dir $(DATA_DIR)  # checkpoint vs ONNX fp32 vs int8
 
 docs: $(STAMP) ## build the documentation site into site/ (mkdocs build --strict: a warning fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
