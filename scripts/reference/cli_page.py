@@ -11,6 +11,7 @@ import inspect
 import io
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from reference.markdown import GENERATED, anchor, text
@@ -66,6 +67,33 @@ def help_text(command: str, spec: str) -> str:
     return out.getvalue()
 
 
+@contextlib.contextmanager
+def _groups_listed_once() -> Iterator[None]:
+    """Hydra's --help lists every group's options (its own and the app's), each listing
+    about a second of config copies; the Hydra commands share one config search path, so
+    the listings are the same for all of them: made once while the pages are written.
+    (Hydra's ``format_config_groups`` is internal: where it is missing, nothing is kept.)"""
+    from hydra._internal.hydra import Hydra
+
+    listed = getattr(Hydra, "format_config_groups", None)
+    if listed is None:
+        yield
+        return
+    kept: dict[tuple[str, bool], str] = {}
+
+    def once(self: Hydra, predicate: Callable[[str], bool], compact: bool = True) -> str:
+        key = (predicate.__name__, compact)
+        if key not in kept:
+            kept[key] = listed(self, predicate, compact)
+        return kept[key]
+
+    Hydra.format_config_groups = once
+    try:
+        yield
+    finally:
+        Hydra.format_config_groups = listed
+
+
 def _clear_hydra() -> None:
     from hydra.core.global_hydra import GlobalHydra
 
@@ -87,8 +115,9 @@ def render(root: Path, configs: Path) -> str:
         doc = (inspect.getdoc(entry_point(spec)) or "").split("\n\n")[0]
         lines.append(f"| [{command}](#{anchor(command)}) | {text(' '.join(doc.split()), True)} |")
     lines.append("")
-    for command, spec in found.items():
-        lines += _command(command, spec, configs)
+    with _groups_listed_once():
+        for command, spec in found.items():
+            lines += _command(command, spec, configs)
     return "\n".join(lines).rstrip() + "\n"
 
 

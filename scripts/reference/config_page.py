@@ -3,6 +3,7 @@ keys, the values it sets and the comments that describe them."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from reference.markdown import GENERATED, anchor, code, table, text, yaml_value
@@ -10,6 +11,8 @@ from reference.option_docs import Option, described_by, descriptions, read_optio
 from reference.yaml_comments import HYDRA_KEYS, Key
 
 PAGE = "configs.md"
+#: A value that only refers to another key: ``${monitor}``.
+_REFERENCE = re.compile(r"\$\{([\w.]+)\}")
 
 
 def target_link(target: str) -> str:
@@ -84,13 +87,17 @@ def _row(option: Option, key: Key, found: dict[str, tuple[str, Option]]) -> tupl
     if name in HYDRA_KEYS:
         return (code(key.path), code(yaml_value(key.value)), "Hydra's instantiate setting")
     value = "" if key.is_mapping else code(yaml_value(key.value))
-    if key.comment:
+    described = described_by(option.full(key), found)
+    # The file's leading comment also sits right above its first key: shown as the
+    # header, so that key takes the option's own description where one exists.
+    is_header = key.comment == option.config.header and described is not None
+    if key.comment and not (is_header and described[1] is not option):
         return (code(key.path), value, text(key.comment, in_table=True))
     if key.is_mapping:
         return None
-    described = described_by(option.full(key), found)
     if described is None:
-        return (code(key.path), value, "")
+        refers = isinstance(key.value, str) and _REFERENCE.fullmatch(key.value.strip())
+        return (code(key.path), value, f"the value of {code(refers[1])}" if refers else "")
     comment, source = described
     ref = f"{source.group}={source.name}" if source.group else f"{source.name}.yaml"
     return (code(key.path), value, f"*as in {ref}:* {text(comment, in_table=True)}")

@@ -12,6 +12,7 @@ so an option added below a commented one, without a comment of its own, is repor
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,12 @@ class ConfigFile:
 
 
 def read_config(path: Path) -> ConfigFile:
-    text = path.read_text()
+    return _parse(path, path.read_text())
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(path: Path, text: str) -> ConfigFile:
+    """Cached by content: the test suite reads the same files several times."""
     lines = text.splitlines()
     package = next((m.group(1) for line in lines[:3] if (m := _PACKAGE.match(line))), None)
     root = yaml.compose(text)
