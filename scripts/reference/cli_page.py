@@ -11,6 +11,7 @@ import inspect
 import io
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,20 +48,27 @@ def entry_point(spec: str):  # noqa: ANN201 - any callable
 def help_text(command: str, spec: str) -> str:
     """What ``<command> --help`` prints, run in this process (a subprocess per command
     would cost a Python start and a Hydra import each). The entry point's changes to the
-    environment, ``sys.argv`` and the garbage collector are undone afterwards."""
+    environment, ``sys.argv``, ``sys.path``, the working directory and the garbage
+    collector are undone afterwards. It runs in an empty folder, so the page is the same
+    wherever the script runs."""
     main = entry_point(spec)
-    saved_env, saved_argv, gc_on = dict(os.environ), sys.argv[:], gc.isenabled()
+    saved_env, saved_argv, saved_path = dict(os.environ), sys.argv[:], sys.path[:]
+    gc_on, cwd = gc.isenabled(), os.getcwd()
     out = io.StringIO()
     try:
         os.environ["COLUMNS"] = COLUMNS
         sys.argv = [command, "--help"]
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            with contextlib.suppress(SystemExit):
-                main()
+        with tempfile.TemporaryDirectory() as empty:
+            os.chdir(empty)  # a project's ./configs where it runs would join the groups
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                with contextlib.suppress(SystemExit):
+                    main()
+            os.chdir(cwd)
     finally:
+        os.chdir(cwd)
         os.environ.clear()
         os.environ.update(saved_env)
-        sys.argv = saved_argv
+        sys.argv, sys.path[:] = saved_argv, saved_path
         if gc_on:
             gc.enable()
         _clear_hydra()
