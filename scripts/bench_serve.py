@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import signal
 import socket
@@ -51,9 +52,19 @@ def make_export(work: Path) -> tuple[Path, Path]:
     return ckpt, ckpt.parent.parent / "export" / "onnx"
 
 
-def image_for(export: Path, work: Path) -> Path:
-    import json
+def request_body(export: Path, work: Path) -> tuple[dict, Path | None]:
+    """One item per request: an image file (base64) or a sentence, by the card's kind;
+    and the image file (for dl-predict's start-up), if any."""
+    kind = json.loads((export / "card.json").read_text())["input"]["kind"]
+    if kind == "text":
+        return {"texts": ["a gripping , funny and smart film with a fine cast"]}, None
+    if kind != "image":
+        sys.exit(f"bench_serve.py measures image and text exports, not {kind}")
+    image = image_for(export, work)
+    return {"images": [base64.b64encode(image.read_bytes()).decode()]}, image
 
+
+def image_for(export: Path, work: Path) -> Path:
     shape = json.loads((export / "card.json").read_text())["input"]["shape"]
     pixels = np.random.default_rng(0).integers(0, 256, size=(shape[1], shape[2]), dtype=np.uint8)
     path = work / "one.png"
@@ -123,21 +134,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ckpt, export = (args.ckpt, args.export) if args.export else make_export(work)
-        image = image_for(export, work)
+        body, image = request_body(export, work)
         print(f"export: {export}\nCPU: {os.cpu_count()} cores visible", flush=True)
-        onnx_s = startup(export, image, work, args.repeats)
-        base = (
-            f", checkpoint (torch) {startup(ckpt, image, work, args.repeats):.2f} s" if ckpt else ""
-        )
-        print(f"dl-predict on one image, median of {args.repeats}: export (onnxruntime) "
-              f"{onnx_s:.2f} s{base}")  # fmt: skip
+        if image is not None:
+            onnx_s = startup(export, image, work, args.repeats)
+            base = ""
+            if ckpt:
+                base = f", checkpoint (torch) {startup(ckpt, image, work, args.repeats):.2f} s"
+            print(f"dl-predict on one image, median of {args.repeats}: export (onnxruntime) "
+                  f"{onnx_s:.2f} s{base}")  # fmt: skip
 
         server = subprocess.Popen(
             [str(BIN / "dl-serve"), f"ckpt_path={export}", "port=0"], cwd=work, text=True,
             stdout=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )  # fmt: skip
         url = server.stdout.readline().split(" on ")[1].split()[0]
-        body = {"images": [base64.b64encode(image.read_bytes()).decode()]}
         try:
             load(url, body, 8, 5.0, server.pid)  # warm-up
             for clients, seconds in ((1, min(args.seconds, 10.0)), (8, args.seconds)):
