@@ -261,3 +261,25 @@ def test_text_stand_in_gives_token_ids_like_the_real_texts(tmp_path: Path) -> No
     assert sorted(set(fake.splits["train"].y.tolist())) == [0, 1]
     # The word-level tokenizer was trained on the stand-in texts: few unknown words.
     assert (fake.splits["train"].ids == 1).sum() == 0
+
+
+def test_table_stand_in_has_the_declared_columns_and_classes(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({
+        "age": rng.normal(40, 9, 90), "income": rng.lognormal(size=90),
+        "city": rng.choice(["x", "y", "z"], 90), "y": rng.choice(["good", "bad", "ok"], 90),
+    }).to_csv(tmp_path / "real.csv", index=False)  # fmt: skip
+    args = ["data=tabular", "model=mlp", "data.target=y", "data.numeric=[age,income]",
+            "data.categorical=[city]", "data.num_classes=3"]  # fmt: skip
+    real, _ = built_data([*args, f"data.path={tmp_path / 'real.csv'}"], stand_in=False)
+    fake, notes = built_data([*args, f"data.path={tmp_path / 'absent.csv'}"], stand_in=True)
+    assert notes == [f"TabularDataModule: table {tmp_path / 'absent.csv'} does not exist"]
+    # The same columns, so the same encoded width, class count and dtype.
+    assert list(pd.read_csv(fake.path).columns) == ["age", "income", "city", "y"]
+    assert (fake.shape, fake.num_classes) == (real.shape, real.num_classes)
+    assert real.num_classes == 3
+    assert fake.train_set.x.dtype == real.train_set.x.dtype == torch.float32
+    assert sorted(set(fake.train_set.y.tolist())) == [0, 1, 2]

@@ -93,9 +93,12 @@ def run_one(name: str, source: str, overrides: list[str], out: Path) -> Outcome:
         plan = _plan(args, out / ".stand-ins" / name)
     except UserError as ex:  # a stand-in this machine cannot build: the row says why
         return Outcome(name, source, False, time.monotonic() - started, f"error: {ex}")
+    except Exception as ex:  # noqa: BLE001 - e.g. transformers missing: this row fails
+        error = f"error: no stand-in model: {type(ex).__name__}: {ex}"
+        return Outcome(name, source, False, time.monotonic() - started, error)
     run_dir = out / name
     argv = ["dl-train", *args, *(plan.overrides if plan else []), f"hydra.run.dir={run_dir}"]
-    with stand_in.standing_in() as data_notes:
+    with stand_in.standing_in(out / ".stand-ins" / name) as data_notes:
         done = smoke_run.run_cli(cli.train_main, argv)
     seconds = time.monotonic() - started
     if run_dir.is_dir():

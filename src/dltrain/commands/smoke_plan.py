@@ -1,9 +1,10 @@
 """What ``dl-smoke`` changes in an experiment so that it runs offline: decided from the
 composed config, before the run, and said in the table's row.
 
-- A required data value the experiment leaves to the user (``data.root: ???``, a
-  template's ``data.num_classes: ???``): a folder that does not exist (the data stand-in,
-  ``data/sources/stand_in.py``, then supplies synthetic data) and 2 classes.
+- A required data value the experiment leaves to the user (``data.root: ???``,
+  ``data.path``, a template's ``data.num_classes`` or ``data.target``): a path that does
+  not exist (the data stand-in, ``data/sources/stand_in.py``, then supplies synthetic
+  data), 2 classes, a target column named ``target``.
 - ImageNet weights (``model.pretrained=true``) not in torch's hub cache and no
   ``model.weights_path``: the same architecture, randomly initialised.
 - A Hugging Face model (``model.name_or_path``) that is neither a local folder nor in the
@@ -70,6 +71,9 @@ def _fill_required_data(cfg: DictConfig, assets: Path, out: Plan) -> None:
             continue
         if key in ABSENT_PATHS:
             out.overrides.append(f"data.{key}={assets / f'absent-{key}'}")
+        elif key == "target":
+            out.overrides.append("data.target=target")
+            out.notes.append("data.target=target assumed")
         elif key == "num_classes":
             out.overrides.append(f"data.num_classes={ASSUMED_CLASSES}")
             out.notes.append(f"data.num_classes={ASSUMED_CLASSES} assumed")

@@ -4,7 +4,8 @@ A smoke run checks wiring (configs compose, classes import, shapes fit), not dat
 ``standing_in()`` is active, ``wrap`` gives a built data module a fallback: when reading
 its data fails because the data is absent (a ``DataError``: missing files or folders; or
 a Hub dataset while the Hub cannot be reached), the module gets random data of the shape,
-class count and dtype it declares instead, and the reason is noted for the smoke table.
+class count and dtype it declares instead (a table: a CSV with the columns its config
+declares), and the reason is noted for the smoke table.
 Everything after reading (splits, normalisation, augmentation, tokenising, batching) is
 still the module's own code, so the smoke run still checks it.
 
@@ -13,8 +14,10 @@ Outside ``standing_in()`` (every ``dl-train``), ``wrap`` returns the module unto
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,25 +25,32 @@ import torch
 from dltrain import hub
 from dltrain.data.loading.memory import InMemoryDataModule
 from dltrain.data.loading.split import Split
+from dltrain.data.sources.tabular import TabularDataModule
 from dltrain.data.sources.text import TextDataModule, TextSplit
 from dltrain.errors import ConfigError, DataError
 
 #: The words synthetic texts are made of; ``dl-smoke``'s stand-in tokenizer knows them all.
 WORDS = tuple(f"word{i}" for i in range(200))
 
+#: Rows of a synthetic table: enough for a stratified test and validation split.
+TABLE_ROWS = 200
+
 _notes: list[str] | None = None
+_folder: Path | None = None
 
 
 @contextmanager
-def standing_in() -> Iterator[list[str]]:
+def standing_in(folder: Path | None = None) -> Iterator[list[str]]:
     """Within: data modules built by ``wrap`` fall back to synthetic data; the list
-    yielded collects one note per module that did (why its data was absent)."""
-    global _notes
-    outer, _notes = _notes, []
+    yielded collects one note per module that did (why its data was absent).
+    ``folder``: where a synthetic table is written (default: a temporary folder)."""
+    global _notes, _folder
+    outer = _notes, _folder
+    _notes, _folder = [], folder
     try:
         yield _notes
     finally:
-        _notes = outer
+        _notes, _folder = outer
 
 
 def wrap(dm: Any) -> Any:
@@ -48,7 +58,9 @@ def wrap(dm: Any) -> Any:
     read the data first) while ``standing_in()`` is active; else ``dm`` as it is."""
     if _notes is None:
         return dm
-    if isinstance(dm, InMemoryDataModule):
+    if isinstance(dm, TabularDataModule):
+        _fall_back_table(dm)
+    elif isinstance(dm, InMemoryDataModule):
         _fall_back(dm, lambda: synthetic_splits(dm))
     elif isinstance(dm, TextDataModule):
         _fall_back(dm, lambda: synthetic_texts(dm))
@@ -87,6 +99,49 @@ def _fall_back(dm: Any, synthetic: Callable[[], Any]) -> None:
         return synthetic()
 
     dm.prepare_data, dm.load = prepare_data, load
+
+
+def _fall_back_table(dm: TabularDataModule) -> None:
+    """A table that is not there: a synthetic CSV with the columns the config declares
+    (target, numeric, categorical; generic ones where it declares none), then the real
+    ``prepare_table`` on it: reading, splitting and preprocessing are still checked."""
+    notes, folder = _notes, _folder
+    assert notes is not None
+    real = dm.prepare_table
+
+    def prepare_table(state: dict[str, Any] | None = None) -> Any:
+        if dm.state is None and not Path(dm.path).is_file():
+            where = Path(folder or tempfile.mkdtemp(prefix="dl-smoke-table-"))
+            notes.append(f"{type(dm).__name__}: table {dm.path} does not exist")
+            dm.path = str(synthetic_table(dm, where / "synthetic_table.csv"))
+        return real(state)
+
+    dm.prepare_table = prepare_table
+
+
+def synthetic_table(dm: TabularDataModule, path: Path) -> Path:
+    """A CSV of ``TABLE_ROWS`` random rows: the declared numeric columns (else ``x0``..
+    ``x3``) as floats, the declared categorical ones (else ``c0``) with 3 levels, and the
+    target: ``num_classes`` class names for classification, positive floats for
+    regression (a log transform works on them)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(dm.seed)
+    numeric, categorical, _ = dm.declared
+    columns: dict[str, Any] = {}
+    for name in numeric or [f"x{i}" for i in range(4)]:
+        columns[name] = rng.normal(size=TABLE_ROWS)
+    for name in categorical or ["c0"]:
+        columns[name] = rng.choice(["a", "b", "c"], size=TABLE_ROWS)
+    if dm.task == "regression":
+        columns[dm.target] = rng.lognormal(size=TABLE_ROWS)
+    else:
+        classes = max(int(dm.num_classes), 2)
+        columns[dm.target] = [f"class{i % classes}" for i in rng.permutation(TABLE_ROWS)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(columns).to_csv(path, index=False)
+    return path
 
 
 def _is_absence(dm: Any, ex: DataError | ConfigError) -> bool:
