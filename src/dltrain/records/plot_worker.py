@@ -5,11 +5,16 @@ Why: drawing a run's four PNGs takes 1-3 s of CPU on the 2-core development mach
 (the first figure of a process also loads fonts), all of it between the last training
 step and the exit. A worker process (``concurrent.futures.ProcessPoolExecutor``, the
 standard library's pool: it feeds the jobs from a thread of its own and hands back each
-figure's exception) starts when the fit starts, imports matplotlib and draws while the
-run tests and records; ``wait_all()`` at the end of the run collects every figure, so a
-finished run has all of its PNGs, and a figure that failed fails the run as before. A
-process, not a thread: drawing is Python-heavy and would hold the GIL the training loop
-needs. ``spawn``, not ``fork``: the run's process has torch's threads running.
+figure's exception) starts when the fit starts and draws while the run tests and
+records; ``wait_all()`` at the end of the run collects every figure, so a finished run
+has all of its PNGs, and a figure that failed fails the run as before. A process, not a
+thread: drawing is Python-heavy and would hold the GIL the training loop needs.
+
+Forked where the platform forks (Linux), as PyTorch's own DataLoader workers are: the
+child starts with matplotlib already imported (torchmetrics imports it) and touches
+nothing but numpy and matplotlib, so torch's thread pools, which a fork does not carry
+over, are never used in it. A spawned worker would import the plotting stack and the
+run's ``__main__`` again: a second or more of CPU that, on a 2-core machine, the fit pays.
 
 Skipped: a figure whose function and arguments are the ones its PNG was last drawn from
 in this process (a resumed run's curves at its start and end when it had no epoch left,
@@ -36,7 +41,8 @@ _drawn: dict[Path, str] = {}  # PNG path -> digest of what it was drawn from
 
 
 def _warm() -> None:
-    """Run in the worker at its start: import numpy and matplotlib while the fit runs."""
+    """Run in the worker at its start: the plotting stack imported (a spawned worker
+    imports it here, while the fit runs)."""
     from dltrain.records import plotting  # noqa: F401
 
 
@@ -44,7 +50,9 @@ def start() -> None:
     """Start the worker (if not running) and let it import the plotting stack now."""
     global _pool
     if _pool is None:
-        _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        _pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
         _pool.submit(_warm)
 
 
