@@ -10,7 +10,7 @@
 # Runs land in outputs/gpu_check/<time>/ (GPU_CHECK_OUT=...), one folder and one log
 # per line; the table is also written there as table.md. GPU_CHECK_ONLY=name,name runs
 # only the named lines (the names of their folders and logs, e.g.
-# GPU_CHECK_ONLY=gpu,fsdp-resnet,fsdp-resume,ddp-multirun,ddp-sweep,sigusr1,parallel,global-batch
+# GPU_CHECK_ONLY=gpu,fsdp-resnet,fsdp-resume,fsdp-compile,fsdp-channels-last,ddp-multirun,ddp-sweep,sigusr1,parallel,global-batch
 # for issue 24's paths; a resume line compares with its reference line, so name both).
 set -u
 cd "$(dirname "$0")/.."
@@ -234,6 +234,16 @@ done
 # Gradient clipping under FSDP (the recipe sets trainer.gradient_clip_val=1.0).
 check fsdp-clip "dl-train experiment=mnist1d_gru trainer=fsdp (gradient clipping)" acc -- \
   "$DLTRAIN" experiment=mnist1d_gru trainer=fsdp trainer.max_epochs=1 hydra.run.dir="$OUT/fsdp-clip"
+
+# FSDP2 order and layout (checkpointing/fsdp.py): compile per unit after sharding (the CPU
+# suite only checks the order), channels-last activations with contiguous sharded weights
+# and SyncBatchNorm (GPU-only kernels).
+check fsdp-compile "dl-train model=vit data=mnist trainer=fsdp compile=true" acc -- \
+  "$DLTRAIN" model=vit $DATA trainer=fsdp compile=true $SHORT hydra.run.dir="$OUT/fsdp-compile"
+check fsdp-channels-last \
+  "dl-train model=resnet data=mnist trainer=fsdp channels_last=true +trainer.sync_batchnorm=true" \
+  acc -- "$DLTRAIN" model=resnet $DATA trainer=fsdp channels_last=true \
+  +trainer.sync_batchnorm=true $SHORT hydra.run.dir="$OUT/fsdp-channels-last"
 
 # FSDP's mid-epoch resume: Lightning restores after placing the module (module/base.py).
 stop_resume fsdp-resume "SIGTERM mid-epoch under trainer=fsdp (model=resnet), then the printed command" \

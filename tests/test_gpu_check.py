@@ -11,9 +11,10 @@ from pathlib import Path
 from conftest import BIN, ROOT
 
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
-#: 5 single-GPU runs, the speed pair, SIGTERM, 4 x (train, eval, predict), clip, FSDP resume,
-#: global batch, DDP multirun, DDP sweep, SIGUSR1, parallel trials, sweep
-LINES = 28
+#: 5 single-GPU runs, the speed pair, SIGTERM, 4 x (train, eval, predict), clip, FSDP compile,
+#: FSDP channels-last, FSDP resume, global batch, DDP multirun, DDP sweep, SIGUSR1, parallel
+#: trials, sweep
+LINES = 30
 
 
 def _run(tmp_path: Path, bin_dir: Path) -> subprocess.CompletedProcess:
@@ -44,7 +45,9 @@ def test_the_dry_run_composes_every_gpu_command(tmp_path: Path) -> None:
                  "-m trainer=ddp data=digits optimizer.lr=0.01,0.001",
                  "-m hparams_search=digits_optuna trainer=ddp", "SIGUSR1",
                  "hydra/launcher=joblib hydra.sweeper.n_jobs=2 trainer=gpu",
-                 "trainer=ddp data.global_batch_size=128 debug=fast"):  # fmt: skip
+                 "trainer=ddp data.global_batch_size=128 debug=fast",
+                 "trainer=fsdp compile=true",
+                 "trainer=fsdp channels_last=true +trainer.sync_batchnorm=true"):  # fmt: skip
         assert what in commands, what
     # Each command really was composed: its log holds the composed config.
     out_dir = tmp_path / "out"
@@ -54,6 +57,10 @@ def test_the_dry_run_composes_every_gpu_command(tmp_path: Path) -> None:
     assert "lr: 0.01\n" in (out_dir / "ddp-multirun.log").read_text()
     assert "global_batch_size: 128" in (out_dir / "global-batch.log").read_text()
     assert "every_n_train_steps: 40" in (out_dir / "fsdp-resume.log").read_text()
+    fsdp_compile = (out_dir / "fsdp-compile.log").read_text()
+    assert "_target_: dltrain.checkpointing.fsdp.FSDP2Strategy" in fsdp_compile
+    assert "compile: true" in fsdp_compile
+    assert "sync_batchnorm: true" in (out_dir / "fsdp-channels-last.log").read_text()
     # SIGUSR1's run sees SLURM's variables and a scontrol that records the requeue.
     scontrol = out_dir / "fake-slurm" / "scontrol"
     subprocess.run([str(scontrol), "requeue", "4242"], check=True)

@@ -376,6 +376,45 @@ def test_shard_compiles_each_block_after_sharding_it(monkeypatch: pytest.MonkeyP
     assert not any(isinstance(m, FSDPModule) for m in net.modules() if isinstance(m, NORMS))
 
 
+def test_fsdp_gathers_blocks_in_bf16_but_batch_norm_units_in_fp32() -> None:
+    """World size 1 (gloo), a forward under bf16 autocast: the transformer layers run on
+    bf16 weights (norms included, inside their block); a residual block holding
+    BatchNorm gathers fp32 (bf16 weights beside fp32 statistics fail in batch_norm)."""
+    import torch.distributed as dist
+    from torch import nn
+    from torch.distributed.device_mesh import init_device_mesh
+    from torchvision.models.resnet import BasicBlock
+
+    from dltrain.checkpointing.fsdp import shard
+    from dltrain.nets.vit import ViT
+
+    seen: dict[str, set[torch.dtype]] = {}
+
+    def record(module: nn.Module, args: tuple) -> None:
+        seen.setdefault(type(module).__name__, set()).add(module.weight.dtype)
+
+    vit = ViT(in_shape=[1, 8, 8], num_classes=3, patch_size=4, width=8, depth=2, heads=2)
+    residual = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), BasicBlock(4, 4))
+    for net in (vit, residual):
+        for m in net.modules():
+            if isinstance(m, nn.LayerNorm | nn.BatchNorm2d | nn.Conv2d | nn.Linear):
+                m.register_forward_pre_hook(record)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        shard(vit, mesh, "bf16-mixed")
+        shard(residual, mesh, "bf16-mixed")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            vit(torch.randn(2, 1, 8, 8)).float().sum().backward()
+            vit_seen, seen = seen, {}
+            out = residual(torch.randn(2, 1, 8, 8))
+    finally:
+        dist.destroy_process_group()
+    assert vit_seen["LayerNorm"] == vit_seen["Linear"] == {torch.bfloat16}
+    assert seen["BatchNorm2d"] == seen["Conv2d"] == {torch.float32}
+    assert out.dtype == torch.bfloat16  # autocast still computes the convolutions in bf16
+
+
 def test_fsdp_refuses_a_checkpoint_that_carries_objects(tmp_path) -> None:
     from dltrain.checkpointing.fsdp import FSDP2Strategy
     from dltrain.errors import DataError

@@ -14,10 +14,12 @@ Why FSDP2 (``torch.distributed.fsdp.fully_shard``) through Lightning's
 - Gradient clipping is ``torch.nn.utils.clip_grad_norm_`` over ``DTensor`` gradients,
   whose norm is reduced over every shard: Lightning's own clipping is right as it is
   (FSDP1 needed the root's ``clip_grad_norm_``, and Lightning refused norm clipping).
-- Mixed precision is per unit (``MixedPrecisionPolicy``); FSDP2 never casts buffers,
-  so BatchNorm statistics stay fp32 without wrapping norms as their own units.
+- Mixed precision is per unit (``MixedPrecisionPolicy``) and FSDP2 never casts
+  buffers, so norms need no units of their own (``precision_policy``).
 - ``torch.compile`` composes per block after ``fully_shard`` (FSDP2's hooks stay
   outside the compiled regions); FSDP1 documented compile only on the whole wrapper.
+- BatchNorm statistics: FSDP2 leaves buffers per rank; rank 0's are shared before any
+  evaluation and every save (``share_buffers``), the model DDP would have.
 - Without CUDA it runs on gloo, so the suite trains, resumes and evaluates sharded
   models on the CPU (``trainer=fsdp_cpu``) instead of mocking them.
 
@@ -29,11 +31,11 @@ shard itself in ``configure_model`` is left as it is. And its mesh defaults to t
 parallelism across a node's devices; FSDP is data parallel over every process. It does
 not need CUDA itself: the mesh takes the root device's type (``cpu`` on gloo).
 
-The order (``commands/build.py`` builds the net, this strategy shards it in ``setup``):
-``channels_last`` first, on the whole net (the input batches are channels-last too, and
-a convolution whose input is channels-last outputs channels-last even though FSDP2
-gathers weights contiguous), then ``fully_shard`` unit by unit, then ``compile`` of
-each unit (``shard``), never of the unsharded whole (``compiles_in_strategy``).
+The order (``commands/build.py`` builds the net through ``prepare_net``, the strategy
+shards it in ``setup``): ``channels_last`` applies to the batches only, not the weights
+(FSDP2 refuses non-contiguous parameters; a convolution whose input is channels-last
+outputs channels-last, so the layout survives), then ``fully_shard`` unit by unit,
+then ``compile`` of each unit (``shard``), never of the unsharded whole.
 
 This module sits in ``checkpointing/`` because it loads checkpoints with
 ``weights_only`` through ``checkpoint_io`` (``runtime/`` is below that layer).
@@ -120,16 +122,33 @@ def _post_order(module: nn.Module) -> list[nn.Module]:
     return out
 
 
-def precision_policy(precision: str) -> Any:
+def precision_policy(precision: str, batch_norm: bool = False) -> Any:
     """FSDP2's ``MixedPrecisionPolicy`` for a Lightning precision: parameters gathered
     in the compute dtype, gradients reduced in fp32 (a sum of bf16 gradients over many
-    ranks loses digits). Buffers are never cast. fp32 runs: no casts."""
+    ranks loses digits). Buffers are never cast. fp32 runs: no casts.
+
+    A unit holding BatchNorm (``batch_norm``) gathers in fp32: batch norm needs its
+    weights in its statistics' dtype (fp32 buffers; bf16 weights fail on CPU and GPU
+    alike), and FSDP2 casts a unit's parameters all alike. Lightning's ``bf16-mixed``
+    autocast still computes its convolutions in bf16. The cost is fp32 gathers for
+    residual blocks (twice the bytes), against FSDP1's way here, every norm a unit of
+    its own: 53 more units and their collectives for a ResNet-50."""
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
     compute = COMPUTE_DTYPES.get(str(precision))
     if compute is None:
         return MixedPrecisionPolicy()
-    return MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32)
+    return MixedPrecisionPolicy(
+        param_dtype=None if batch_norm else compute, reduce_dtype=torch.float32
+    )
+
+
+def holds_batch_norm(unit: nn.Module, inner: list[nn.Module]) -> bool:
+    """Whether ``unit`` itself (not one of the ``inner`` units within it) holds a
+    BatchNorm layer."""
+    inside = {id(m) for other in inner if other is not unit for m in other.modules()}
+    batch_norm = nn.modules.batchnorm._BatchNorm
+    return any(isinstance(m, batch_norm) and id(m) not in inside for m in unit.modules())
 
 
 def shard(root: nn.Module, mesh: Any, precision: str, compile: bool = False) -> list[nn.Module]:
@@ -140,15 +159,30 @@ def shard(root: nn.Module, mesh: Any, precision: str, compile: bool = False) -> 
 
     if any(isinstance(m, FSDPModule) for m in root.modules()):
         return [m for m in root.modules() if isinstance(m, FSDPModule)]
-    policy = precision_policy(precision)
     inner = units(root)
-    for unit in inner:
+    for unit in [*inner, root]:
+        policy = precision_policy(precision, holds_batch_norm(unit, inner))
         fully_shard(unit, mesh=mesh, mp_policy=policy)
-    fully_shard(root, mesh=mesh, mp_policy=policy)
     if compile:
         for unit in inner or [root]:
             unit.compile()  # in place: parameter names (and checkpoints) stay the same
     return [*inner, root]
+
+
+def prepare_net(net: nn.Module, trainer_node: Any, channels_last: bool, compile: bool) -> nn.Module:
+    """The net as the Trainer gets it. One process or DDP: channels-last weights, then
+    compiled in place (parameter names and checkpoints stay the same). Under FSDP
+    neither: FSDP2 refuses non-contiguous (channels-last) parameters and gathers weights
+    contiguous anyway; the batches are channels-last (``data.memory_format``), and a
+    convolution with channels-last input outputs channels-last, so the layout survives
+    in the activations. Compiling is the strategy's, per unit after sharding (``shard``)."""
+    if compiles_in_strategy(trainer_node):
+        return net
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)  # its convs then output channels-last
+    if compile:
+        net.compile()
+    return net
 
 
 def sharded_root(module: nn.Module) -> nn.Module:
@@ -159,8 +193,8 @@ def sharded_root(module: nn.Module) -> nn.Module:
 
 
 def compiles_in_strategy(trainer_node: Any) -> bool:
-    """Whether the trainer profile's strategy compiles the net (``FSDP2Strategy``): then
-    ``commands/build.py`` must not compile the unsharded net first."""
+    """Whether the trainer profile's strategy is ``FSDP2Strategy`` (or a subclass): it
+    shards and compiles the net itself (``prepare_net``)."""
     from hydra.utils import get_class
 
     strategy = trainer_node.get("strategy") if hasattr(trainer_node, "get") else None
@@ -211,6 +245,8 @@ class FSDP2Strategy(ModelParallelStrategy):
         ``configure_model`` (the parent refuses a module without one)."""
         assert self.model is not None and self.lightning_module is not None
         self.accelerator.setup(trainer)  # type: ignore[union-attr]
+        if trainer.state.fn == TrainerFn.FITTING and self._layer_sync:
+            self.model = self._layer_sync.apply(self.model)  # sync_batchnorm=true (GPUs)
         precision = str(getattr(self.precision_plugin, "precision", "32-true"))
         mesh = self.device_mesh["data_parallel"]
         shard(sharded_root(self.lightning_module), mesh, precision, compile=self.compile)
@@ -223,6 +259,33 @@ class FSDP2Strategy(ModelParallelStrategy):
         self.setup_precision_plugin()
         if trainer.state.fn == TrainerFn.FITTING:
             _optimizers_to_device(self.optimizers, self.root_device)
+
+    def on_validation_start(self) -> None:
+        self.share_buffers()
+
+    def on_test_start(self) -> None:
+        self.share_buffers()
+
+    def on_predict_start(self) -> None:
+        self.share_buffers()
+
+    def lightning_module_state_dict(self) -> dict[str, Any]:
+        self.share_buffers()  # every rank saves (collectively): the same buffers as used
+        return super().lightning_module_state_dict()
+
+    def share_buffers(self) -> None:
+        """Rank 0's buffers (BatchNorm statistics) on every rank, before any evaluation
+        and every save. Why: FSDP2 shards parameters, not buffers, and each rank updates
+        its statistics from its own batches, so ranks would evaluate different models
+        and the checkpoint (rank 0's) would not be the one evaluated. DDP broadcasts
+        rank 0's buffers at every training forward; this is the same model, made only
+        where the statistics are read (training normalises with the batch's own)."""
+        import torch.distributed as dist
+
+        if self.world_size < 2 or not dist.is_initialized() or self.lightning_module is None:
+            return
+        for buffer in self.lightning_module.buffers():
+            dist.broadcast(buffer, src=0)
 
     def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> Any:
         """Full single-file checkpoints are checked with ``weights_only=True`` first

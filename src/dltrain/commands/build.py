@@ -103,13 +103,9 @@ def module(cfg: DictConfig, dm: Any = None) -> pl.LightningModule:
     ``scheduler``, ``scheduler_interval``), ``metrics`` (the Classifier's extra
     metrics) and, from tabular data, the target's standardisation (``target_mean``,
     ``target_std``: the Regressor's): a user's module needs none of them."""
-    net = instantiate(cfg.model)
-    if cfg.get("channels_last"):
-        net = net.to(memory_format=torch.channels_last)  # its convs then output channels-last
-    if cfg.get("compile") and not fsdp.compiles_in_strategy(cfg.trainer):
-        # In place: state_dict keys stay the same. Under FSDP the strategy compiles each
-        # unit after sharding it instead (checkpointing/fsdp.py).
-        net.compile()
+    # channels_last and compile, in the order the strategy needs (FSDP: its own)
+    layout, compile = bool(cfg.get("channels_last")), bool(cfg.get("compile"))
+    net = fsdp.prepare_net(instantiate(cfg.model), cfg.trainer, layout, compile)
     sched = cfg.scheduler.get("scheduler")
     given = {  # the names in MODULE_GIVEN (config/targets.py: the checks skip them)
         "net": net,
