@@ -76,7 +76,9 @@ def serve(predictor: Predictor, opts: Options, what: str) -> int:
     )
     server = uvicorn.Server(config)
     family = socket.AF_INET6 if ":" in opts.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto named: asyncio sets TCP_NODELAY only on sockets that say they are TCP (else
+    # each keep-alive answer waits ~40 ms for the client's delayed ACK)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((opts.host, opts.port))
