@@ -164,3 +164,24 @@ def test_regression_outputs_on_the_target_scale() -> None:
     logged = {**state, "target_transform": "log"}
     want = prep.inverse_target(raw.reshape(-1).astype(np.float64) * 2.0 + 1.0, "log")
     np.testing.assert_allclose(rows.outputs(logged, raw), want)
+
+
+def test_exports_that_are_not_onnx_are_refused_in_one_line(tmp_path: Path) -> None:
+    from dltrain.export import card
+
+    spec = card.InputSpec("table", [card.InputTensor("x", "float32", ["batch", 2])],
+                          preprocessing={"numeric": ["a", "b"], "categorical": []})  # fmt: skip
+    out = card.OutputSpec("logits", "float32", ["batch", 2])
+    for fmt, model in (("xgboost", "model.json"), ("pt2", "model.pt2")):
+        folder = tmp_path / fmt
+        folder.mkdir()
+        card.ExportCard(fmt, model, "classification", ["a", "b"], spec, out, "x").write(folder)
+        done = run_cli([f"ckpt_path={folder}"], tmp_path, cmd="dl-serve")
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip() == {
+            "xgboost": f"error: {folder} holds xgboost boosted trees, which dl-predict/dl-serve "
+            "do not run from an export — predict with its checkpoint: dl-predict "
+            "ckpt_path=<run dir>/checkpoints/model.ckpt inputs=rows.csv",
+            "pt2": f"error: {folder} holds a pt2 export, not ONNX — export with format=onnx to "
+            "predict or serve without torch",
+        }[fmt]

@@ -72,8 +72,16 @@ def load_card(folder: str | Path) -> dict[str, Any]:
 
 
 def model_file(folder: str | Path, card: dict[str, Any]) -> Path:
+    fmt = str(card.get("format") or "")
+    if fmt in ("xgboost", "lightgbm"):
+        raise ConfigError(
+            f"{folder} holds {fmt} boosted trees, which dl-predict/dl-serve do not run "
+            "from an export",
+            "predict with its checkpoint: dl-predict ckpt_path=<run dir>/checkpoints/"
+            "model.ckpt inputs=rows.csv",
+        )
     path = Path(folder) / str(card.get("model_file") or "model.onnx")
-    if path.suffix != ".onnx":
+    if fmt != "onnx" or path.suffix != ".onnx":
         raise ConfigError(
             f"{folder} holds a {card.get('format') or path.suffix} export, not ONNX",
             "export with format=onnx to predict or serve without torch",

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from dltrain.errors import DataError
 from dltrain.serve import card as cards
 from dltrain.serve import images, rows, texts
 
@@ -82,8 +81,6 @@ def onnx_predictor(folder: str | Path, threads: int = 0) -> Predictor:
 
     card = cards.load_card(folder)
     spec = cards.input_spec(folder, card)
-    if spec.kind == "table" and card.get("format") not in (None, "onnx"):
-        raise DataError(f"{folder} is a {card.get('format')} export", "export with format=onnx")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(
