@@ -82,18 +82,24 @@ def med(work: Workload, key: str = "wall_s") -> float:
 
 def startup_table(works: dict[str, Workload]) -> dict[str, Any]:
     torch_s = med(works["import_torch"])
+    cpu_torch = med(works["import_torch"], "cpu_s")
     rows = {
         name: {
             "median_s": round(med(w), 3),
             "x_import_torch": round(med(w) / torch_s, 2),
             "runs_s": [r["wall_s"] for r in w.runs],
+            # CPU seconds (user + system): on a loaded machine they say more than wall.
+            "cpu_s": round(med(w, "cpu_s"), 3),
+            "cpu_x_import_torch": round(med(w, "cpu_s") / cpu_torch, 2),
         }
         for name, w in works.items()
     }
-    print(f"\n{'workload':14s} {'median s':>9s} {'x import torch':>15s}   runs")
+    print(
+        f"\n{'workload':14s} {'median s':>9s} {'x import torch':>15s} {'cpu s':>7s} {'cpu x':>6s}"
+    )
     for name, row in rows.items():
-        runs = " ".join(f"{v:.2f}" for v in row["runs_s"])
-        print(f"{name:14s} {row['median_s']:9.2f} {row['x_import_torch']:15.2f}   {runs}")
+        print(f"{name:14s} {row['median_s']:9.2f} {row['x_import_torch']:15.2f} "
+              f"{row['cpu_s']:7.2f} {row['cpu_x_import_torch']:6.2f}")  # fmt: skip
     return rows
 
 
@@ -111,12 +117,17 @@ def curve_table(works: dict[str, Workload], epochs: list[int], png: Path) -> dic
         print(f"{e:6d} {p:9.2f} {d:11.2f} {d / p:6.2f}")
     for side in ("plain", "dltrain"):
         walls = [med(works[f"{side}_{e}"]) for e in epochs]
+        cpus = [med(works[f"{side}_{e}"], "cpu_s") for e in epochs]
         fixed, per_epoch = fit(epochs, walls)
+        cpu_fixed, cpu_per_epoch = fit(epochs, cpus)
         out[side] = {"wall_s": [round(w, 3) for w in walls], "fixed_s": round(fixed, 2),
-                     "per_epoch_s": round(per_epoch, 2)}  # fmt: skip
+                     "per_epoch_s": round(per_epoch, 2), "cpu_s": [round(c, 3) for c in cpus],
+                     "cpu_fixed_s": round(cpu_fixed, 2),
+                     "cpu_per_epoch_s": round(cpu_per_epoch, 2)}  # fmt: skip
     for side, label in (("plain", "plain loop"), ("dltrain", "dl-train")):
         c = out[side]
-        print(f"{label:10s} fixed {c['fixed_s']:6.2f} s + {c['per_epoch_s']:6.2f} s/epoch")
+        cpu = f"(cpu: {c['cpu_fixed_s']:6.2f} s + {c['cpu_per_epoch_s']:6.2f} s/epoch)"
+        print(f"{label:10s} fixed {c['fixed_s']:6.2f} s + {c['per_epoch_s']:6.2f} s/epoch   {cpu}")
     draw(out, png)
     out["png"] = str(png)
     return out

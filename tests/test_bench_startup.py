@@ -24,7 +24,7 @@ def test_fit_recovers_fixed_and_per_epoch_cost() -> None:
 def test_startup_table_is_medians_over_import_torch() -> None:
     def work(name: str, walls: list[float]) -> bench_startup.Workload:
         w = bench_startup.Workload(name, [])
-        w.runs = [{"wall_s": v} for v in walls]
+        w.runs = [{"wall_s": v, "cpu_s": v / 2} for v in walls]
         return w
 
     works = {
@@ -36,6 +36,8 @@ def test_startup_table_is_medians_over_import_torch() -> None:
         "median_s": 2.2,
         "x_import_torch": 1.0,
         "runs_s": [2.0, 9.0, 2.2],
+        "cpu_s": 1.1,
+        "cpu_x_import_torch": 1.0,
     }
     assert rows["help"]["median_s"] == 0.6 and rows["help"]["x_import_torch"] == 0.27
 
