@@ -321,3 +321,74 @@ def test_dl_export_of_a_users_net_with_an_op_onnx_lacks(tmp_path: Path) -> None:
         "format=pt2 / format=safetensors"
     ]
     assert not (run / "export" / "onnx" / "model.onnx").exists()
+
+
+def test_a_text_export_carries_the_tokenizer_that_made_its_ids(tmp_path: Path) -> None:
+    """Real text data (word-level tokenizer trained on the files): the folder's
+    tokenizer.json, used as a predictor uses it, gives the ids stored in samples.npz."""
+    from tokenizers import Tokenizer
+
+    from dltrain.data.sources.text_files import TextFilesDataModule
+    from dltrain.data.sources.tokenizers import WordLevelTokenizer
+    from dltrain.export.source import describe
+    from dltrain.nets.textcnn import TextCNN
+
+    words = ["good", "bad", "film", "plot", "great", "dull", "the", "a", "was", "very"]
+    rng = np.random.default_rng(0)
+    texts = {}
+    for name in ("neg", "pos"):
+        lines = [" ".join(rng.choice(words, rng.integers(2, 9))) for _ in range(30)]
+        texts[name] = lines
+        (tmp_path / f"r.{name}").write_text("\n".join(lines) + "\n")
+    dm = TextFilesDataModule(
+        files=[str(tmp_path / "r.neg"), str(tmp_path / "r.pos")], tokenizer=WordLevelTokenizer(),
+        num_classes=2, max_length=6, test_fraction=0.2, eval_batch_size=5,
+    )  # fmt: skip
+    dm.setup("test")
+    torch.manual_seed(0)
+    net = TextCNN(vocab_size=20, num_classes=2, embed_dim=8, channels=4).eval()
+    source = describe(net, dm, {"dltrain_data": dm.prediction_state()}, None)
+    (folder,) = export(source, tmp_path / "export", Request(format="onnx", samples=4))
+    card = _check_folder(folder, net)
+    assert card.labels == ["r.neg", "r.pos"] or card.labels == ["neg", "pos"]
+    assert (card.input.kind, card.input.max_length, card.input.pad_id) == ("text", 6, 0)
+    assert card.input.tokenizer == "tokenizer.json" and card.input.min_length == 6
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.enable_truncation(card.input.max_length)
+    samples = np.load(folder / "samples.npz")
+    ids, mask = samples["input_ids"], samples["attention_mask"]
+    every = texts["neg"] + texts["pos"]
+    for row, keep in zip(ids, mask, strict=True):
+        real = row[keep.astype(bool)].tolist()
+        assert any(tok.encode(t).ids == real for t in every), real
+
+
+def test_a_table_export_carries_the_fitted_preprocessing(tmp_path: Path) -> None:
+    """Real table data: the card holds the fitted preprocessing as plain JSON (row keys
+    left out), and samples.npz the matrix the data module made of the test rows."""
+    import pandas as pd
+
+    from dltrain.data.sources.tabular import TabularDataModule
+    from dltrain.export.source import describe
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "age": rng.integers(18, 80, 60).astype(float), "income": rng.normal(50, 10, 60),
+        "city": rng.choice(["oslo", "rome", "lima"], 60), "label": rng.choice(["no", "yes"], 60),
+    })  # fmt: skip
+    frame.loc[3, "income"] = np.nan
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    dm = TabularDataModule(path=str(tmp_path / "t.csv"), target="label", eval_batch_size=5)
+    state = dm.prepare_table(None)
+    dm.setup("test")
+    table = state.to_dict()
+    torch.manual_seed(0)
+    net = instantiate({**FAMILIES["tabular_mlp"][0], "in_shape": [state.width],
+                       "tabular": state.feature_spec(), "num_classes": 2}).eval()  # fmt: skip
+    source = describe(net, dm, {}, table)
+    (folder,) = export(source, tmp_path / "export", Request(format="onnx", samples=5))
+    card = _check_folder(folder, net)
+    raw = json.loads((folder / "card.json").read_text())["input"]["preprocessing"]
+    assert raw == json.loads(json.dumps({k: v for k, v in table.items() if k != "split"}))
+    assert (card.task, card.labels, card.input.kind) == ("classification", ["no", "yes"], "table")
+    assert np.array_equal(np.load(folder / "samples.npz")["x"], dm.test_set.x[:5].numpy())
