@@ -55,7 +55,9 @@ What it gives (``output``): ``logits`` float32 ``["batch", classes]`` (softmax f
 probabilities; ``labels[i]`` names class ``i``), or for a regression ``value`` float32
 ``["batch", 1]`` on the fitted scale: the prediction is ``value * target_std +
 target_mean``, then ``exp(.)`` when ``target_transform == "log"`` (both in
-``input.preprocessing``).
+``input.preprocessing``). Boosted trees (``booster`` folder) give ``probabilities``
+``["batch", classes]`` (a binary XGBoost's own ``predict`` gives the second column) or
+``value`` as above; their ``x`` is the same table matrix.
 """
 
 from __future__ import annotations
