@@ -34,11 +34,16 @@ def _versions_line(page: str) -> str:
     return next((line for line in page.splitlines() if line.startswith("Versions: ")), "")
 
 
-def test_committed_reference_matches_the_code() -> None:
+@pytest.fixture(scope="module")
+def pages() -> dict[str, str]:
+    """Every page, generated in this process (once for the module)."""
+    return gen_reference.pages()
+
+
+def test_committed_reference_matches_the_code(pages: dict[str, str]) -> None:
     """Regenerated in this process and compared page by page. The third-party page
     holds torch's and Lightning's signatures: compared where the versions it names are
     the ones installed (another release changes those signatures, not this project)."""
-    pages = gen_reference.pages()
     committed = sorted(p.name for p in REFERENCE.glob("*.md"))
     assert committed == sorted(pages), f"docs/reference/ holds other pages: {REGENERATE}"
     for name, text in pages.items():
@@ -104,3 +109,26 @@ def test_a_changed_comment_makes_the_reference_stale(
     page = config_page.render(scratch_configs)
     assert "| `width_factor` | `2` | hidden widths multiplied by this |" in page
     assert page != (REFERENCE / config_page.PAGE).read_text()
+
+
+def test_pages_hold_what_the_code_says(pages: dict[str, str]) -> None:
+    """One fact of each kind, written as the code has it: a range from a built-in
+    signature and one from limits.py, an error line with its computed parts, every
+    command of pyproject.toml, a YAML comment."""
+    import tomllib
+
+    vit = pages["targets.md"].split("### dltrain.nets.vit.ViT {")[1].split("###")[0]
+    assert "| `patch_size` | an integer, &gt;= 1 | `4` |" in vit
+    adam = pages["third-party-targets.md"].split("### torch.optim.Adam {")[1].split("###")[0]
+    assert "| `lr` |" in adam and "&gt; 0" in adam.split("| `lr` |")[1].split("\n")[0]
+    assert (
+        "- `_missing`, ConfigError (exit 2): `error: <path> is not set: <target> needs it — "
+        "add <plus><path>=<value> to the command`"
+    ) in pages["errors.md"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for command in scripts:
+        assert f"## {command} {{#{command}}}" in pages["cli.md"]
+        assert f"$ {command} --help" in pages["cli.md"]
+    assert "| `seed` | `42` | Seed for everything (weights, split, batch order)" in pages[
+        "configs.md"
+    ]

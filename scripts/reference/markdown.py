@@ -12,6 +12,7 @@ GENERATED = (
     "Rerun `python scripts/gen_reference.py` after changing what it reads. -->"
 )
 _CODE = re.compile(r"(``[^`]+``|`[^`]*`)")
+_ROLE = re.compile(r":[a-z]+:`")  # Sphinx's :class:`X` in a docstring: `X`
 _ESCAPE = re.compile(r"([\\*_{}\[\]|])")
 
 
@@ -19,7 +20,7 @@ def text(words: str, in_table: bool = False) -> str:
     """Prose from a comment or docstring: Markdown's special characters escaped outside
     `code spans` (``<run dir>`` would be read as an HTML tag, ``_target_`` as emphasis,
     ``{a: b}`` as an attribute list); in a table, a pipe in a code span too."""
-    parts = _CODE.split(words)
+    parts = _CODE.split(_ROLE.sub("`", words))
     out = []
     for i, part in enumerate(parts):
         if i % 2:  # a code span; reST's ``x`` written as `x`

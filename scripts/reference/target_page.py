@@ -131,7 +131,7 @@ def _params(sig: Signature, given: tuple[str, ...]) -> list[str]:
 
 def _type_words(annotation: Any) -> str:
     if annotation is Any:
-        return "any value"
+        return "not checked (a nested `_target_` node is checked on its own)"
     bounds = _bounds(annotation)
     return describe(annotation) + (f", {' and '.join(bounds)}" if bounds else "")
 

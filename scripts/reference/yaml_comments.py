@@ -93,20 +93,18 @@ def _walk(
 
 def _inline_comment(lines: list[str], line: int, value: yaml.Node) -> str:
     """The ``# ...`` after the value, on the line where the value ends."""
-    end = value.end_mark
     if isinstance(value, yaml.ScalarNode) and value.style in ("|", ">"):
         return _after_key(lines, line)  # a block scalar: a comment may follow its indicator
-    last, col = (end.line, end.column) if end.column > 0 else (end.line - 1, None)
-    if last >= len(lines):
-        return ""
-    rest = lines[last][col:] if col is not None else ""
-    if col is None or last != value.start_mark.line:
-        rest = lines[last][col:] if col is not None else _strip_value(lines[last])
-    m = re.match(r"\s*#\s?(.*)$", rest) or re.search(r"\s#\s?(.*)$", rest)
+    end = value.end_mark
+    if end.column == 0:  # the value ended with its line: its comment is that line's end
+        rest = _trailing_comment(lines[end.line - 1]) if end.line > 0 else ""
+    else:
+        rest = lines[end.line][end.column :] if end.line < len(lines) else ""
+    m = re.match(r"\s*#\s?(.*)$", rest)
     return m.group(1).strip() if m else ""
 
 
-def _strip_value(line: str) -> str:
+def _trailing_comment(line: str) -> str:
     m = re.search(r"\s#\s?.*$", line)
     return m.group(0) if m else ""
 
