@@ -14,7 +14,7 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import gen_reference  # noqa: E402
-from reference import target_page  # noqa: E402
+from reference import cli_page, target_page  # noqa: E402
 from reference.option_docs import undocumented  # noqa: E402
 
 REFERENCE = ROOT / "docs" / "reference"
@@ -115,8 +115,6 @@ def test_pages_hold_what_the_code_says(pages: dict[str, str]) -> None:
     """One fact of each kind, written as the code has it: a range from a built-in
     signature and one from limits.py, an error line with its computed parts, every
     command of pyproject.toml, a YAML comment."""
-    import tomllib
-
     vit = pages["targets.md"].split("### dltrain.nets.vit.ViT {")[1].split("###")[0]
     assert "| `patch_size` | an integer, &gt;= 1 | `4` |" in vit
     adam = pages["third-party-targets.md"].split("### torch.optim.Adam {")[1].split("###")[0]
@@ -125,8 +123,7 @@ def test_pages_hold_what_the_code_says(pages: dict[str, str]) -> None:
         "- `_missing`, ConfigError (exit 2): `error: <path> is not set: <target> needs it — "
         "add <plus><path>=<value> to the command`"
     ) in pages["errors.md"]
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    for command in scripts:
+    for command in cli_page.commands(ROOT):  # pyproject.toml's [project.scripts]
         assert f"## {command} {{#{command}}}" in pages["cli.md"]
         assert f"$ {command} --help" in pages["cli.md"]
     assert "| `seed` | `42` | Seed for everything (weights, split, batch order)" in pages[
