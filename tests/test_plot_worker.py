@@ -4,6 +4,9 @@ from unchanged data, and a figure's failure reported as the figure's own excepti
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +62,26 @@ def test_a_failed_figure_raises_its_own_error_after_the_others(tmp_path: Path) -
     # Not remembered as drawn: the same call is tried again, and may be told to stay quiet.
     assert plot_worker.submit(plotting.confusion_matrix, bad, np.zeros(3), bad, None)
     assert plot_worker.wait_all(raise_errors=False) == []
+
+
+KILLED_RUN = """
+import os, signal
+from dltrain.records import plot_worker
+plot_worker.start()
+print(plot_worker._pool.submit(os.getpid).result(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_worker_exits_when_the_run_is_killed() -> None:
+    # Like tests/test_resume.py's kill -9: whoever waits on the run's pipes gets EOF.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, _ = proc.communicate(timeout=120)  # the worker held them open for ever before
+    assert proc.returncode == -signal.SIGKILL
+    worker = int(out.split()[0])
+    assert worker != proc.pid
+    status = Path(f"/proc/{worker}/status")
+    # Gone, or exited and waiting to be reaped by whoever adopted it.
+    assert not status.exists() or "State:\tZ" in status.read_text()

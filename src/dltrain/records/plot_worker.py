@@ -27,7 +27,10 @@ import atexit
 import hashlib
 import logging
 import multiprocessing
+import os
 import pickle
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -38,6 +41,20 @@ log = logging.getLogger(__name__)
 _pool: ProcessPoolExecutor | None = None
 _pending: list[tuple[Path, Future]] = []
 _drawn: dict[Path, str] = {}  # PNG path -> digest of what it was drawn from
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In the worker: exit once the run's process is gone. A run killed with SIGKILL
+    cannot shut its pool down, and a forked worker never sees its job queue close (it
+    holds the queue's other end itself): without this it would live on, holding the
+    run's stdout and stderr open for whoever waits on them."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _warm() -> None:
@@ -52,7 +69,12 @@ def start() -> None:
     if _pool is None:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        _pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        _pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=context,
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
         _pool.submit(_warm)
 
 
