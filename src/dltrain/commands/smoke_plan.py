@@ -12,6 +12,9 @@ composed config, before the run, and said in the table's row.
   (from the cached ``config.json`` when there is one, else a small config of the family,
   guessed from the name) and a word-piece tokenizer for the stand-in texts.
 
+And not a stand-in but a smoke run's one batch: a boosted-tree model trains
+``BOOSTER_ROUNDS`` rounds (``debug=fast`` limits a net's batches only).
+
 Data that is absent is replaced at run time instead (``stand_in.wrap``): only reading
 it can tell.
 """
@@ -32,6 +35,8 @@ from dltrain.errors import ConfigError
 #: stand-in takes over), or a class count.
 ABSENT_PATHS = ("root", "path", "data_dir")
 ASSUMED_CLASSES = 2
+#: Boosting rounds of a smoke run's boosted-tree model (its "one batch").
+BOOSTER_ROUNDS = 10
 #: The small config of a family when none is available offline: enough to check wiring.
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
          "intermediate_size": 64}  # fmt: skip
@@ -54,12 +59,23 @@ def plan(cfg: DictConfig, assets: Path) -> Plan:
     model = cfg.get("model")
     if model is None or not OmegaConf.is_dict(model):
         return out
+    _few_rounds(model, out)
     if model.get("pretrained") is True and not model.get("weights_path"):
         _imagenet_weights(model, out)
     name = model.get("name_or_path")
     if isinstance(name, str):
         _hf_model(name, cfg, assets, out)
     return out
+
+
+def _few_rounds(model: DictConfig, out: Plan) -> None:
+    """A boosted-tree model's one batch: ``debug=fast`` limits a net's batches, not a
+    booster's rounds, which would otherwise run up to ``n_estimators`` (hundreds)."""
+    from dltrain.trees.boosters import is_booster
+
+    rounds = model.get("n_estimators")
+    if isinstance(rounds, int) and rounds > BOOSTER_ROUNDS and is_booster(model.get("_target_")):
+        out.overrides.append(f"model.n_estimators={BOOSTER_ROUNDS}")
 
 
 def _fill_required_data(cfg: DictConfig, assets: Path, out: Plan) -> None:
