@@ -58,6 +58,7 @@ def help_text(command: str, spec: str) -> str:
     try:
         os.environ["COLUMNS"] = COLUMNS
         sys.argv = [command, "--help"]
+        _clear_hydra()  # a Hydra app initialises Hydra itself; one left initialised refuses
         with tempfile.TemporaryDirectory() as empty:
             os.chdir(empty)  # a project's ./configs where it runs would join the groups
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
