@@ -392,3 +392,46 @@ def test_a_table_export_carries_the_fitted_preprocessing(tmp_path: Path) -> None
     assert raw == json.loads(json.dumps({k: v for k, v in table.items() if k != "split"}))
     assert (card.task, card.labels, card.input.kind) == ("classification", ["no", "yes"], "table")
     assert np.array_equal(np.load(folder / "samples.npz")["x"], dm.test_set.x[:5].numpy())
+
+
+# LightGBM differs only in the file written (its text model): slow, xgboost is its twin.
+@pytest.mark.parametrize("library", ["xgboost", pytest.param("lightgbm", marks=pytest.mark.slow)])
+def test_boosted_trees_export_in_their_boosters_own_format(tmp_path: Path, library: str) -> None:
+    """dl-train -> dl-export format=booster: the booster alone loads the file and gives
+    the stored outputs on the stored samples; format=pt2 is refused in one line."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = {"a": rng.normal(size=200), "b": rng.choice(["x", "y", "z"], 200),
+             "y": rng.choice(["lo", "hi"], 200)}  # fmt: skip
+    pd.DataFrame(frame).to_csv(tmp_path / "t.csv", index=False)
+    data = ["data=tabular", "data.path=t.csv", "data.target=y", "threads=1", "logger=none"]
+    out = run_cli([*data, f"model={library}", "model.n_estimators=5"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    ckpt = run / "checkpoints" / "model.ckpt"
+    out = run_cli([f"ckpt_path={ckpt}", "format=pt2"], tmp_path, cmd="dl-export")
+    assert out.returncode == 2 and out.stderr.strip() == (
+        "error: boosted trees export in their booster's own format, not format=pt2 — "
+        "use format=booster (XGBoost JSON / LightGBM text)"
+    )
+    out = run_cli([f"ckpt_path={ckpt}", "format=booster"], tmp_path, cmd="dl-export")
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder = run / "export" / "booster"
+    card = ExportCard.read(folder)
+    assert (card.format, card.labels, card.output.name) == (library, ["hi", "lo"], "probabilities")
+    assert card.input.preprocessing is not None and "split" not in card.input.preprocessing
+    samples = np.load(folder / "samples.npz")
+    if library == "xgboost":
+        import xgboost as xgb
+
+        booster = xgb.Booster(model_file=str(folder / "model.json"))
+        dm = xgb.DMatrix(samples["x"], feature_types=booster.feature_types, enable_categorical=True)
+        positive = booster.predict(dm)
+    else:
+        import lightgbm as lgb
+
+        positive = lgb.Booster(model_file=str(folder / "model.txt")).predict(samples["x"])
+    assert np.allclose(positive, samples["expected"][:, 1], atol=1e-6)
+    results = json.loads((run / "results.json").read_text())
+    assert card.export_metrics["test/acc"] == pytest.approx(results["metrics"]["test/acc"])
