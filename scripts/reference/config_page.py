@@ -7,7 +7,14 @@ import re
 from pathlib import Path
 
 from reference.markdown import GENERATED, anchor, code, table, text, yaml_value
-from reference.option_docs import Option, described_by, descriptions, read_options
+from reference.option_docs import (
+    Found,
+    Option,
+    described_by,
+    descriptions,
+    preferences,
+    read_options,
+)
 from reference.yaml_comments import HYDRA_KEYS, Key
 
 PAGE = "configs.md"
@@ -41,7 +48,9 @@ def render(configs: Path) -> str:
         "",
     ]
     for option in primary:
-        lines += _option(option, found, f"{option.name}.yaml", anchor("config", option.name))
+        prefer = preferences(option, options)
+        title, ident = f"{option.name}.yaml", anchor("config", option.name)
+        lines += _option(option, found, prefer, title, ident)
     lines += ["## Groups", ""]
     for group in groups:
         members = [o for o in options if o.group == group]
@@ -50,12 +59,13 @@ def render(configs: Path) -> str:
         lines += [f"Options: {names}.", ""]
         for option in members:
             title = f"{group}={option.name}"
-            lines += _option(option, found, title, anchor(group, option.name), level="####")
+            prefer = preferences(option, options)
+            lines += _option(option, found, prefer, title, anchor(group, option.name), "####")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def _option(
-    option: Option, found: dict[str, tuple[str, Option]], title: str, ident: str,
+    option: Option, found: Found, prefer: list[str], title: str, ident: str,
     level: str = "###",
 ) -> list[str]:  # fmt: skip
     config = option.config
@@ -63,13 +73,40 @@ def _option(
     if config.package:
         where += f", package `{config.package}`"
     lines = [f"{level} {title} {{#{ident}}}", "", where, ""]
-    if config.header:
-        lines += [text(config.header), ""]
+    lines += _header(config.header_lines)
     if config.defaults:
         composed = ", ".join(code(_default(d), in_table=False) for d in config.defaults)
         lines += [f"Composes: {composed}.", ""]
-    rows = [row for key in config.keys if (row := _row(option, key, found)) is not None]
+    rows = [r for key in config.keys if (r := _row(option, key, found, prefer)) is not None]
     return [*lines, *table(("key", "value", "description"), rows)]
+
+
+def _header(comment: tuple[str, ...]) -> list[str]:
+    """The file's leading comment: prose as paragraphs, indented lines (example
+    commands) as a code block."""
+    out: list[str] = []
+    prose: list[str] = []
+    code_lines: list[str] = []
+
+    def flush() -> None:
+        if prose:
+            out.extend([text(" ".join(prose)), ""])
+            prose.clear()
+        if code_lines:
+            out.extend(["```text", *code_lines, "```", ""])
+            code_lines.clear()
+
+    for line in comment:
+        if line.startswith("  "):
+            if prose:
+                flush()
+            code_lines.append(line.strip())
+        else:
+            if code_lines:
+                flush()
+            prose.append(line.strip())
+    flush()
+    return out
 
 
 def _default(entry: object) -> str:
@@ -78,7 +115,9 @@ def _default(entry: object) -> str:
     return str(entry)
 
 
-def _row(option: Option, key: Key, found: dict[str, tuple[str, Option]]) -> tuple[str, ...] | None:
+def _row(
+    option: Option, key: Key, found: Found, prefer: list[str]
+) -> tuple[str, ...] | None:
     if key.path.split(".")[0] == "defaults":
         return None
     name = key.path.rsplit(".", 1)[-1]
@@ -87,7 +126,7 @@ def _row(option: Option, key: Key, found: dict[str, tuple[str, Option]]) -> tupl
     if name in HYDRA_KEYS:
         return (code(key.path), code(yaml_value(key.value)), "Hydra's instantiate setting")
     value = "" if key.is_mapping else code(yaml_value(key.value))
-    described = described_by(option.full(key), found)
+    described = described_by(option.full(key), found, prefer)
     # The file's leading comment also sits right above its first key: shown as the
     # header, so that key takes the option's own description where one exists.
     is_header = key.comment == option.config.header and described is not None

@@ -12,6 +12,7 @@ says). A sweep's search space ``hydra.sweeper.params.<option>`` is described by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,24 +52,55 @@ def read_options(configs: Path) -> list[Option]:
     return out
 
 
-def descriptions(options: list[Option]) -> dict[str, tuple[str, Option]]:
-    """Full option path -> (its comment, the file it is written in): the first file in
-    path order; a group's own files before the experiments that override them."""
-    found: dict[str, tuple[str, Option]] = {}
+Found = dict[str, list[tuple[str, Option]]]
+
+
+def descriptions(options: list[Option]) -> Found:
+    """Full option path -> (comment, the file it is written in) for every file that
+    describes it: a group's own files first (in path order), then the experiments and
+    sweeps that override them."""
+    found: Found = {}
     for option in sorted(options, key=lambda o: (o.prefix == "" and o.group != "", str(o.rel))):
         for key in option.config.keys:
             if key.comment:
-                found.setdefault(option.full(key), (key.comment, option))
+                found.setdefault(option.full(key), []).append((key.comment, option))
     return found
 
 
-def described_by(full: str, found: dict[str, tuple[str, Option]]) -> tuple[str, Option] | None:
-    """The comment that describes an option, wherever it is written."""
-    if full in found:
-        return found[full]
-    if full.startswith(SWEEP_PARAMS):
-        return found.get(full[len(SWEEP_PARAMS) :])
-    return None
+def described_by(full: str, found: Found, prefer: Sequence[str] = ()) -> tuple[str, Option] | None:
+    """The comment that describes an option: written for one of the ``prefer`` options
+    (``model=mlp``: those a file composes, which the key then means), else the first."""
+    if full not in found and full.startswith(SWEEP_PARAMS):
+        full = full[len(SWEEP_PARAMS) :]
+    written = found.get(full)
+    if not written:
+        return None
+    for choice in prefer:
+        for comment, option in written:
+            if f"{option.group}={option.name}" == choice:
+                return comment, option
+    return written[0]
+
+
+def preferences(option: Option, options: list[Option]) -> list[str]:
+    """``group=name`` of the options composed with ``option``: its own defaults list
+    first, then the primary config's (train.yaml)."""
+    primary = next((o for o in options if not o.group and o.name == "train"), None)
+    out = _choices(option)
+    return out + (_choices(primary) if primary is not None else [])
+
+
+def _choices(option: Option) -> list[str]:
+    out = []
+    for entry in option.config.defaults:
+        if isinstance(entry, str) and entry != "_self_" and option.group:
+            out.append(f"{option.group}={entry}")
+        elif isinstance(entry, dict):
+            for key, value in entry.items():
+                group = str(key).removeprefix("override ").strip().lstrip("/").split("@")[0]
+                if value is not None:
+                    out.append(f"{group}={value}")
+    return out
 
 
 def undocumented(configs: Path) -> list[str]:

@@ -42,7 +42,8 @@ class Key:
 class ConfigFile:
     path: Path
     package: str | None  # "# @package <p>" when given
-    header: str  # the comment block before the first key
+    header: str  # the comment block before the first key, joined as one text
+    header_lines: tuple[str, ...]  # the same lines as written (indented examples kept)
     keys: list[Key]
     defaults: list[Any]  # the defaults list, as loaded
 
@@ -65,8 +66,9 @@ def _parse(path: Path, text: str) -> ConfigFile:
     if keys:
         first = min(first, _key_line(root))
     header = _comment_block(lines, first, stop_at_blank=False)
+    header_lines = _comment_lines(lines, first)
     defaults = loaded.get("defaults", []) if isinstance(loaded, dict) else []
-    return ConfigFile(path, package, header, keys, defaults)
+    return ConfigFile(path, package, header, header_lines, keys, defaults)
 
 
 def _key_line(root: yaml.MappingNode) -> int:
@@ -131,6 +133,17 @@ def _comment_block(lines: list[str], line: int, stop_at_blank: bool = True) -> s
             out.append(stripped[1:].strip())
         i -= 1
     return " ".join(reversed([s for s in out if s]))
+
+
+def _comment_lines(lines: list[str], first: int) -> tuple[str, ...]:
+    """The leading comment lines, without ``#`` and one space, blank lines dropped."""
+    out = []
+    for line in lines[:first]:
+        stripped = line.strip()
+        if stripped.startswith("#") and not _PACKAGE.match(stripped):
+            body = stripped[1:]
+            out.append(body[1:] if body.startswith(" ") else body)
+    return tuple(line for line in out if line.strip())
 
 
 def needs_comment(key: Key) -> bool:
