@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,9 +91,12 @@ data:
 {extra}"""
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
+@pytest.fixture(scope="module")
+def smoked(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One ``dl-smoke`` in a project folder: its experiments (one changes the process
+    state, one is broken, one records the state it starts in, last) and two built-ins
+    whose data and weights are absent; run directories under ``<project>/smoke``."""
+    root = tmp_path_factory.mktemp("proj")
     (root / "configs" / "model").mkdir(parents=True)
     (root / "configs" / "experiment").mkdir()
     (root / "probe.py").write_text(PROBE)
@@ -105,7 +109,12 @@ def project(tmp_path: Path) -> Path:
     (experiments / "a_changes.yaml").write_text(experiment("probe", 7, changes))
     (experiments / "b_broken.yaml").write_text(experiment("probe_typo", 8))
     (experiments / "c_reads.yaml").write_text(experiment("probe", 11))
-    return root
+    (root / "no-data").mkdir()
+    names = ["a_changes", "b_broken", "imdb_bert", "finetune_resnet_folder", "c_reads"]
+    # Small batches: the rows and the wiring are the same at the experiments' own sizes.
+    small = ["data.batch_size=4", "data.eval_batch_size=4", "logger=none"]
+    args = ["--out", str(root / "smoke"), *names, f"paths.data_dir={root / 'no-data'}", *small]
+    return run_cli(args, root, "dl-smoke"), root / "smoke"
 
 
 ROW = re.compile(r"(\S+)\s+(built-in|project)\s+(pass(?: \([^)]*\))?|FAIL)\s+[\d.]+\s*(.*)")
@@ -117,13 +126,12 @@ def rows(stdout: str) -> dict[str, tuple[str, str, str]]:
     return {m[1]: (m[2], m[3], m[4]) for m in found if m}
 
 
-def test_dl_smoke_runs_a_project_in_one_process_and_no_run_inherits_another(
-    project: Path,
+def test_dl_smoke_runs_every_experiment_in_one_process_and_none_inherits_another(
+    smoked: tuple[subprocess.CompletedProcess, Path],
 ) -> None:
-    out = project / "smoke"
-    done = run_cli(["--out", str(out), "a_changes", "b_broken", "c_reads"], project, "dl-smoke")
+    done, out = smoked
     assert done.returncode == 1, done.stderr[-3000:]
-    assert done.stdout.splitlines()[-1] == "2 of 3 passed"
+    assert done.stdout.splitlines()[-1] == "4 of 5 passed"
     table = rows(done.stdout)
     assert [table[n][:2] for n in ("a_changes", "b_broken", "c_reads")] == [
         ("project", "pass"),
@@ -144,7 +152,7 @@ def test_dl_smoke_runs_a_project_in_one_process_and_no_run_inherits_another(
     assert (a.pop("seed"), c.pop("seed")) == (7, 11)
     # One process; the last run starts as the first did, after a run that changed torch's
     # settings, the environment, signals, warnings and logging (and Lightning's
-    # deterministic=true), and a run that failed.
+    # deterministic=true), a run that failed and two built-ins with stand-ins.
     assert c == a
     assert (a["deterministic"], a["leak"], a["cublas"], a["sigusr2_default"]) == (
         False, None, None, True,
@@ -154,12 +162,10 @@ def test_dl_smoke_runs_a_project_in_one_process_and_no_run_inherits_another(
 # ---- absent data and weights -------------------------------------------------------------
 
 
-def test_dl_smoke_passes_built_ins_offline_with_stand_ins(tmp_path: Path) -> None:
-    empty = tmp_path / "no-data"
-    empty.mkdir()
-    args = ["imdb_bert", "finetune_resnet_folder", f"paths.data_dir={empty}", "logger=none"]
-    done = run_cli(["--out", str(tmp_path / "out"), *args], tmp_path, "dl-smoke")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_dl_smoke_passes_built_ins_offline_with_stand_ins(
+    smoked: tuple[subprocess.CompletedProcess, Path],
+) -> None:
+    done, out = smoked
     table = rows(done.stdout)
     assert table["imdb_bert"][1] == "pass (synthetic data, random weights)"
     assert table["imdb_bert"][2] == (
@@ -171,14 +177,15 @@ def test_dl_smoke_passes_built_ins_offline_with_stand_ins(tmp_path: Path) -> Non
     assert table["finetune_resnet_folder"][2] == (
         "data.num_classes=2 assumed; "
         "random weights: resnet18's ImageNet weights are not in torch's hub cache; "
-        f"ImageFolderDataModule: image folder {tmp_path / 'out'}/.stand-ins/"
+        f"ImageFolderDataModule: image folder {out}/.stand-ins/"
         "finetune_resnet_folder/absent-root does not exist"
     )
-    # The stand-in model is the experiment's architecture config, with random weights.
-    stood = json.loads((tmp_path / "out/.stand-ins/imdb_bert/hf-model/config.json").read_text())
+    # The stand-in model is the experiment's architecture family, with random weights.
+    stood = json.loads((out / ".stand-ins/imdb_bert/hf-model/config.json").read_text())
     assert stood["model_type"] == "bert" and stood["num_hidden_layers"] == 2
-    results = json.loads((tmp_path / "out/imdb_bert/results.json").read_text())
-    assert (results["status"], results["steps"]) == ("completed", 1)
+    for name in ("imdb_bert", "finetune_resnet_folder"):
+        results = json.loads((out / name / "results.json").read_text())
+        assert (results["status"], results["steps"]) == ("completed", 1)
 
 
 def compose_train(overrides: list[str]):
