@@ -252,3 +252,14 @@ def test_serve_time_cap_and_settings(digits: dict, tmp_path: Path) -> None:
             "pass a .ckpt written by dl-train, or the folder dl-export wrote"
         ),
     )
+
+
+def test_without_onnxruntime_the_extra_is_named(digits: dict, tmp_path: Path) -> None:
+    env = no_torch_env(tmp_path)
+    shim = Path(env["PYTHONPATH"]) / "sitecustomize.py"
+    shim.write_text(shim.read_text().replace('"scipy")', '"scipy", "onnxruntime")'))
+    for cmd, args in (("dl-serve", []), ("dl-predict", [f"inputs={digits['images']}"])):
+        out = run_cli([f"ckpt_path={digits['export']}", *args], tmp_path, cmd=cmd, env=env)
+        assert (out.returncode, out.stderr.strip()) == (2, (
+            "error: predicting or serving an export needs onnxruntime, which is not installed "
+            "— pip install 'dl-train[serve]'")), cmd  # fmt: skip

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from dltrain.errors import ConfigError
 from dltrain.serve import card as cards
 from dltrain.serve import images, rows, texts
 
@@ -77,7 +78,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def onnx_predictor(folder: str | Path, threads: int = 0) -> Predictor:
     """A predictor for an export folder, run by ONNX Runtime on the CPU."""
-    import onnxruntime as ort
+    ort = need("onnxruntime")
 
     card = cards.load_card(folder)
     spec = cards.input_spec(folder, card)
@@ -95,3 +96,16 @@ def onnx_predictor(folder: str | Path, threads: int = 0) -> Predictor:
 
     encode = texts.file_encoder(spec.tokenizer_file) if spec.kind == "text" else None
     return Predictor(spec, forward, encode, card)
+
+
+def need(module: str) -> Any:
+    """Import a serving dependency, or say which extra brings it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"predicting or serving an export needs {module}, which is not installed",
+            "pip install 'dl-train[serve]'",
+        ) from None

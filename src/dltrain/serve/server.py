@@ -20,9 +20,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from dltrain.errors import ConfigError, did_you_mean
-from dltrain.serve.app import Limits, create_app
 from dltrain.serve.card import is_export_folder  # noqa: F401  (the CLI asks here)
-from dltrain.serve.predictor import Predictor
+from dltrain.serve.predictor import Predictor, need
 
 
 @dataclass
@@ -64,7 +63,9 @@ def parse(argv: list[str]) -> Options:
 
 def serve(predictor: Predictor, opts: Options, what: str) -> int:
     """Bind, say where, serve until SIGTERM/SIGINT; 0 once stopped cleanly."""
-    import uvicorn
+    need("fastapi")
+    uvicorn = need("uvicorn")
+    from dltrain.serve.app import Limits, create_app  # FastAPI: checked above
 
     limits = Limits(int(opts.max_body_mb * 2**20), opts.max_batch, opts.timeout_s)
     config = uvicorn.Config(
