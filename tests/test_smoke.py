@@ -193,7 +193,9 @@ def compose_train(overrides: list[str]):
         return compose(config_name="train", overrides=overrides)
 
 
-def built_data(overrides: list[str], stand_in: bool) -> tuple[object, list[str]]:
+def built_data(
+    overrides: list[str], stand_in: bool, folder: Path | None = None
+) -> tuple[object, list[str]]:
     """The data module ``dl-train`` builds for ``overrides``, set up; with the smoke
     run's stand-in active or not; and the stand-in's notes."""
     from dltrain.commands import build
@@ -204,7 +206,7 @@ def built_data(overrides: list[str], stand_in: bool) -> tuple[object, list[str]]
         dm = build.datamodule(cfg)
         dm.setup("fit")
         return dm, []
-    with stand_ins.standing_in() as notes:
+    with stand_ins.standing_in(folder) as notes:
         dm = build.datamodule(cfg)
         dm.prepare_data()
         dm.setup("fit")
@@ -282,7 +284,8 @@ def test_table_stand_in_has_the_declared_columns_and_classes(tmp_path: Path) -> 
     args = ["data=tabular", "model=mlp", "data.target=y", "data.numeric=[age,income]",
             "data.categorical=[city]", "data.num_classes=3"]  # fmt: skip
     real, _ = built_data([*args, f"data.path={tmp_path / 'real.csv'}"], stand_in=False)
-    fake, notes = built_data([*args, f"data.path={tmp_path / 'absent.csv'}"], stand_in=True)
+    absent = [*args, f"data.path={tmp_path / 'absent.csv'}"]
+    fake, notes = built_data(absent, stand_in=True, folder=tmp_path / "stand-ins")
     assert notes == [f"TabularDataModule: table {tmp_path / 'absent.csv'} does not exist"]
     # The same columns, so the same encoded width, class count and dtype.
     assert list(pd.read_csv(fake.path).columns) == ["age", "income", "city", "y"]

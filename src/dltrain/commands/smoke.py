@@ -126,7 +126,7 @@ def _plan(args: list[str], assets: Path) -> Plan | None:
                 cfg = compose("train", overrides=[a for a in args if not a.startswith("hydra.")])
         except Exception:  # noqa: BLE001 - composition errors are the run's to report
             return None
-        return smoke_plan.plan(cfg, assets)
+        return smoke_plan.plan(cfg, assets, args)
 
 
 def table(outcomes: list[Outcome]) -> str:

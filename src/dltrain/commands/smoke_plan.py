@@ -7,6 +7,8 @@ composed config, before the run, and said in the table's row.
   data), 2 classes, a target column named ``target``.
 - ImageNet weights (``model.pretrained=true``) not in torch's hub cache and no
   ``model.weights_path``: the same architecture, randomly initialised.
+- ``module=distill`` without a ``teacher``: a one-batch run of the same experiment as a
+  plain classifier, whose checkpoint then teaches.
 - A Hugging Face model (``model.name_or_path``) that is neither a local folder nor in the
   Hub cache: a folder written here with a randomly initialised model of the same family
   (from the cached ``config.json`` when there is one, else a small config of the family,
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from dltrain import hub
@@ -52,10 +55,13 @@ class Plan:
     random_weights: bool = False
 
 
-def plan(cfg: DictConfig, assets: Path) -> Plan:
-    """The stand-ins ``cfg`` needs to run here; ``assets``: a folder for what they write."""
+def plan(cfg: DictConfig, assets: Path, args: list[str] | None = None) -> Plan:
+    """The stand-ins ``cfg`` (composed from ``args``) needs to run here; ``assets``: a
+    folder for what they write."""
     out = Plan()
     _fill_required_data(cfg, assets, out)
+    if args is not None:
+        _teacher(cfg, args, assets, out)
     model = cfg.get("model")
     if model is None or not OmegaConf.is_dict(model):
         return out
@@ -66,6 +72,50 @@ def plan(cfg: DictConfig, assets: Path) -> Plan:
     if isinstance(name, str):
         _hf_model(name, cfg, assets, out)
     return out
+
+
+def _teacher(cfg: DictConfig, args: list[str], assets: Path, out: Plan) -> None:
+    """``module=distill`` without a teacher checkpoint: the teacher is a one-batch run of
+    the same experiment as a plain classifier (``module=classifier``), in this process,
+    so it reads exactly the student's inputs (data, tokenizer and split)."""
+    module = cfg.get("module")
+    if cfg.get("teacher") or module is None or "teacher" not in module:
+        return
+    from dltrain.commands import cli, smoke_run
+    from dltrain.data.sources import stand_in
+
+    run_dir = assets / "teacher"
+    teach = [*args, *out.overrides, "module=classifier", *_distill_only_keys(args)]
+    argv = ["dl-train", *teach, f"hydra.run.dir={run_dir}"]
+    with stand_in.standing_in(assets):  # the student's stand-in data, if it gets one
+        done = smoke_run.run_cli(cli.train_main, argv)
+    found = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    if done.code != 0 or not found:
+        said = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+        raise ConfigError(
+            f"dl-smoke could not train a stand-in teacher ({(said or ['no checkpoint'])[-1]})",
+            "pass teacher=<run dir>/checkpoints/<file>.ckpt",
+        )
+    out.overrides.append(f"teacher={found[-1]}")
+    out.notes.append("random weights: teacher from a one-batch run of this experiment")
+    out.random_weights = True
+
+
+def _distill_only_keys(args: list[str]) -> list[str]:
+    """Deletions of the ``module`` keys the experiment sets for distillation
+    (``temperature``, ``alpha``) that the plain classifier does not take."""
+    import inspect
+
+    from hydra import compose
+    from hydra.utils import get_class
+
+    from dltrain.config.paths import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[a for a in args if not a.startswith("hydra.")]
+                      + ["module=classifier"])  # fmt: skip
+    takes = inspect.signature(get_class(cfg.module._target_)).parameters
+    return [f"~module.{k}" for k in cfg.module if not k.startswith("_") and k not in takes]
 
 
 def _few_rounds(model: DictConfig, out: Plan) -> None:
