@@ -59,13 +59,11 @@ def create_app(predictor: Predictor, limits: Limits) -> FastAPI:
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
         try:
-            items = _items(json.loads(await _body(request, limits)), key, limits)
+            items = _items(_json(await _body(request, limits)), key, limits)
             run = _runner(predictor, key, items)
             out = await asyncio.wait_for(run_in_threadpool(run), timeout=limits.timeout_s)
         except Refused as ex:
             return _error(ex.status, str(ex))
-        except (ValueError, UnicodeDecodeError):  # json.loads's JSONDecodeError is one
-            return _error(400, "the body is not valid JSON — send a JSON object")
         except TimeoutError:
             return _error(
                 503, f"the prediction took over {limits.timeout_s:g} s — send fewer items"
@@ -97,6 +95,13 @@ async def _body(request: Request, limits: Limits) -> bytes:
             raise too_big
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise Refused(400, "the body is not valid JSON — send a JSON object") from None
 
 
 def _items(payload: Any, key: str, limits: Limits) -> list[Any]:
