@@ -16,8 +16,9 @@ Why FSDP2 (``torch.distributed.fsdp.fully_shard``) through Lightning's
   (FSDP1 needed the root's ``clip_grad_norm_``, and Lightning refused norm clipping).
 - Mixed precision is per unit (``MixedPrecisionPolicy``) and FSDP2 never casts
   buffers, so norms need no units of their own (``precision_policy``).
-- ``torch.compile`` composes per block after ``fully_shard`` (FSDP2's hooks stay
-  outside the compiled regions); FSDP1 documented compile only on the whole wrapper.
+- ``torch.compile`` applies per unit after ``fully_shard``: each compiled region is one
+  block, FSDP2's gather and reshard hooks at its edges (compiling the whole net first,
+  as this runner did under FSDP1, put every unit's hooks inside one compiled graph).
 - BatchNorm statistics: FSDP2 leaves buffers per rank; rank 0's are shared before any
   evaluation and every save (``share_buffers``), the model DDP would have.
 - Without CUDA it runs on gloo, so the suite trains, resumes and evaluates sharded
