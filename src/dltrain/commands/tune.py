@@ -74,7 +74,10 @@ def tune(cfg: DictConfig) -> dict[str, Any]:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = build.datamodule(cfg)
         module = build.module(cfg, dm)
-        trainer = build.trainer(cfg, [], [], default_root_dir=str(run_dir), max_epochs=-1)
+        # Whole epochs: a finder's steps run on, epoch after epoch, until it has its count
+        # (a run's limit_train_batches would add an epoch's overhead to every step).
+        trainer = build.trainer(cfg, [], [], default_root_dir=str(run_dir), max_epochs=-1,
+                                limit_train_batches=1.0)  # fmt: skip
         if name == "batch_size":
             key, value = "data.batch_size", _batch_size(cfg.tune.batch_size, trainer, module, dm)
         else:
