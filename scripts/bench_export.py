@@ -10,11 +10,11 @@ three forms), and the table shows medians over ``--rounds`` rounds, so load on a
 machine hits every column alike.
 
 Workloads:
-  mnist_cnn   model=cnn data=mnist, one epoch
+  mnist_cnn   model=cnn data=mnist, 100 batches of 128 (a shared 2-core machine)
   resnet18    CIFAR-shaped ResNet-18 (small_input) on *synthetic* 3x32x32 data,
               trained for one batch: latency and size are real, accuracy is chance
-  minilm      experiment=rt_polarity_minilm, one epoch in fp32 (all-MiniLM-L6-v2
-              shipped as a package: no Hub), texts of rt-polarity
+  minilm      experiment=rt_polarity_minilm, 100 batches of 32 in fp32
+              (all-MiniLM-L6-v2 shipped as a package: no Hub), texts of rt-polarity
 
     python scripts/bench_export.py --data-dir ../shared/datasets     # make bench
     python scripts/bench_export.py --data-dir ... --only mnist_cnn --rounds 3
@@ -40,13 +40,15 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 WORKLOADS: dict[str, list[str]] = {
-    "mnist_cnn": ["model=cnn", "data=mnist", "trainer.max_epochs=1"],
+    "mnist_cnn": ["model=cnn", "data=mnist", "trainer.max_epochs=1",
+                  "trainer.limit_train_batches=100"],  # fmt: skip
     "resnet18": [
         "model=resnet", "model.small_input=true", "data=synthetic", "data.shape=[3,32,32]",
         "data.num_train=1024", "data.num_test=512", "trainer.max_epochs=1",
         "trainer.limit_train_batches=1",
     ],  # fmt: skip
-    "minilm": ["experiment=rt_polarity_minilm", "trainer.max_epochs=1", "trainer.precision=32"],
+    "minilm": ["experiment=rt_polarity_minilm", "trainer.max_epochs=1", "trainer.precision=32",
+               "trainer.limit_train_batches=100"],  # fmt: skip
 }
 FORMS = ("checkpoint", "onnx_fp32", "onnx_int8")
 
@@ -62,17 +64,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime alike")
     args = parser.parse_args()
     work = Path(args.work)
+    out = work / "bench_export.json"
     results = {}
     for name in args.only:
         run = prepare(name, work, Path(args.data_dir))
-        results[name] = measure(run, args)
+        results[name] = {**measure(run, args), "machine": machine()}
         show({name: results[name]})
-    out = work / "bench_export.json"
-    out.write_text(json.dumps({"machine": machine(), "args": vars(args), "results": results},
-                              indent=2))  # fmt: skip
+        _save(out, name, results[name], args)  # kept workload by workload
     print()
     show(results)
     print(f"\n{machine()}\nresults: {out}")
+
+
+def _save(out: Path, name: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+    """Add one workload's figures to ``out`` (earlier runs' other workloads stay)."""
+    old = json.loads(out.read_text()) if out.is_file() else {}
+    old.setdefault("results", {})[name] = {**result, "args": vars(args)}
+    out.write_text(json.dumps(old, indent=2))
 
 
 def prepare(name: str, work: Path, data_dir: Path) -> Path:
@@ -203,7 +211,8 @@ def show(results: dict[str, dict[str, dict[str, float]]]) -> None:
     head = ("workload", "form", "size MB", "p50 ms", "p99 ms", "batch64/s", "test acc")
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for name, forms in results.items():
-        for form, r in forms.items():
+        for form in FORMS:
+            r = forms[form]
             acc = f"{r['test_acc']:.4f}" if r.get("test_acc") is not None else "n/a"
             print(f"| {name} | {form} | {r['size_mb']:.2f} | {r['p50_ms']:.3f} | "
                   f"{r['p99_ms']:.3f} | {r['batch64_per_s']:.0f} | {acc} |")  # fmt: skip
