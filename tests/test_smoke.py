@@ -110,7 +110,8 @@ def smoked(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Complet
     (experiments / "b_broken.yaml").write_text(experiment("probe_typo", 8))
     (experiments / "c_reads.yaml").write_text(experiment("probe", 11))
     (root / "no-data").mkdir()
-    names = ["a_changes", "b_broken", "imdb_bert", "finetune_resnet_folder", "c_reads"]
+    names = ["a_changes", "b_broken", "imdb_bert", "finetune_resnet_folder",
+             "rt_polarity_textcnn_distilled", "c_reads"]  # fmt: skip
     # Small batches: the rows and the wiring are the same at the experiments' own sizes.
     small = ["data.batch_size=4", "data.eval_batch_size=4", "logger=none"]
     args = ["--out", str(root / "smoke"), *names, f"paths.data_dir={root / 'no-data'}", *small]
@@ -131,7 +132,7 @@ def test_dl_smoke_runs_every_experiment_in_one_process_and_none_inherits_another
 ) -> None:
     done, out = smoked
     assert done.returncode == 1, done.stderr[-3000:]
-    assert done.stdout.splitlines()[-1] == "4 of 5 passed"
+    assert done.stdout.splitlines()[-1] == "5 of 6 passed"
     table = rows(done.stdout)
     assert [table[n][:2] for n in ("a_changes", "b_broken", "c_reads")] == [
         ("project", "pass"),
@@ -180,10 +181,17 @@ def test_dl_smoke_passes_built_ins_offline_with_stand_ins(
         f"ImageFolderDataModule: image folder {out}/.stand-ins/"
         "finetune_resnet_folder/absent-root does not exist"
     )
+    # A distilled student without a teacher: the teacher is a one-batch run of the same
+    # experiment (a plain classifier) on the same stand-in texts.
+    assert table["rt_polarity_textcnn_distilled"][1] == "pass (synthetic data, random weights)"
+    assert table["rt_polarity_textcnn_distilled"][2].startswith(
+        "random weights: teacher from a one-batch run of this experiment; "
+        "TextFilesDataModule: text file not found: "
+    )
     # The stand-in model is the experiment's architecture family, with random weights.
     stood = json.loads((out / ".stand-ins/imdb_bert/hf-model/config.json").read_text())
     assert stood["model_type"] == "bert" and stood["num_hidden_layers"] == 2
-    for name in ("imdb_bert", "finetune_resnet_folder"):
+    for name in ("imdb_bert", "finetune_resnet_folder", "rt_polarity_textcnn_distilled"):
         results = json.loads((out / name / "results.json").read_text())
         assert (results["status"], results["steps"]) == ("completed", 1)
 
