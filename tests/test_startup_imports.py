@@ -163,3 +163,21 @@ def test_finder_defers_package_code_until_an_attribute_is_read(
     assert sys.modules["defer_me_runs"] == [1]
     assert lazy_imports.loaded("defer_me") and type(sys.modules["defer_me"]).__name__ == "module"
     assert sys.modules["defer_me"].leaf is sys.modules["defer_me.leaf"]
+
+
+def test_a_deferred_package_that_fails_leaves_sys_modules_and_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = tmp_path / "defer_broken"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    finder = lazy_imports.DeferringFinder(["defer_broken"])
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    monkeypatch.delitem(sys.modules, "defer_broken", raising=False)
+
+    import defer_broken  # deferred: nothing has run yet
+
+    with pytest.raises(ImportError, match="broken on purpose"):
+        defer_broken.anything  # noqa: B018 - the read that runs it
+    assert "defer_broken" not in sys.modules

@@ -32,6 +32,10 @@ Why this is safe (the same contract as ``importlib.util.LazyLoader``, which this
   module while it runs); another thread waits until the code has run.
 - Only plain source packages are deferred (a loader with ``exec_module`` and the
   default module creation); anything else is imported as usual.
+- A package whose code fails when it finally runs leaves ``sys.modules`` and raises, as
+  a failed eager import does.
+
+``DLTRAIN_TRACE_DEFERRED=1`` prints the stack that makes a deferred package load.
 """
 
 from __future__ import annotations
@@ -50,15 +54,15 @@ from typing import Any
 
 #: Packages whose ``__init__`` runs only when one of their attributes is read.
 DEFERRED: tuple[str, ...] = (
-    # torchmetrics' function namespace: its __init__ re-exports every family (image ->
-    # torchvision's model zoo, text -> transformers, audio -> scipy.signal).
+    # torchmetrics' metric families: each package's __init__ imports every metric of
+    # the family (image -> torchvision's model zoo, text -> transformers).
     "torchmetrics.functional.image",
     "torchmetrics.functional.text",
     "torchmetrics.functional.audio",
     "torchmetrics.image",
     "torchmetrics.text",
     "torchmetrics.audio",
-    # torchvision's __init__ imports its model zoo (and torch._dynamo through ops).
+    # torchvision's __init__ imports its model zoo.
     "torchvision.models",
 )
 
@@ -115,8 +119,13 @@ def _run(module: types.ModuleType, spec: importlib.machinery.ModuleSpec, state: 
         spec.loader = real
         module.__loader__ = real
         real.exec_module(module)
-        module.__class__ = types.ModuleType
+    except BaseException:
+        # As a failed eager import: the module leaves sys.modules, the error propagates.
+        if sys.modules.get(spec.name) is module:
+            del sys.modules[spec.name]
+        raise
     finally:
+        module.__class__ = types.ModuleType
         state["loading"] = False
 
 
