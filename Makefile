@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= ../shared/datasets
 
-.PHONY: help install train test test-min mutate smoke lint bench docs clean
+.PHONY: help install train test test-docs test-min mutate smoke lint bench docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,7 +24,12 @@ train: $(STAMP) ## run the default experiment (digits, offline) and print test a
 
 test: $(STAMP) ## run the test suite (and the layer contracts)
 	$(BIN)/lint-imports --no-cache > /dev/null || $(BIN)/lint-imports --no-cache
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=15
+
+# Every dl-* command of the tutorials and how-tos, run as written (shortened: one batch per
+# stage, 2 sweep trials): ~100 processes, so apart from make test's ~10 minutes; CI runs both.
+test-docs: $(STAMP) ## run every command of the docs' tutorials and how-tos
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto -m docs_commands tests/test_docs_commands.py
 
 # The declared floors, tested: a throwaway venv with every dependency of pyproject.toml at
 # the lowest release its range admits (scripts/min_constraints.py), then a fast subset: a

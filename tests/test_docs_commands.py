@@ -227,6 +227,7 @@ def test_blocks_are_found_and_shortened() -> None:
     assert shorten("dl-train --help  # groups") == "dl-train --help  # groups"
 
 
+@pytest.mark.docs_commands
 @pytest.mark.parametrize(
     "page", [p for p in PAGES if any(b.reason is None for b in blocks(p))],
     ids=lambda p: p.relative_to(DOCS).as_posix(),
