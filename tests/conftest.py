@@ -8,7 +8,7 @@ import pickle
 import struct
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +119,32 @@ def make_image_folder(
             pixels[..., channel] = 200 + rng.integers(0, 50, size=size, dtype=np.uint8)
             Image.fromarray(pixels).save(folder / f"{i}.png")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _process_state_put_back(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test leaves the worker's environment and Hydra's globals as it found them.
+
+    Tests that train in-process leave what a one-run CLI process never has to undo:
+    Lightning's ``deterministic=true`` sets ``CUBLAS_WORKSPACE_CONFIG`` in
+    ``os.environ`` (which every later subprocess inherits), and a Hydra job run
+    in-process keeps its ``HydraConfig`` (whose choices and output folder the config
+    checks read). Which test leaked what is written to ``$DLTRAIN_TEST_LEAKS``, if set.
+    """
+    environ = dict(os.environ)
+    yield
+    from hydra.core.hydra_config import HydraConfig
+
+    leaks = []
+    if dict(os.environ) != environ:
+        changed = sorted(set(os.environ.items()) ^ set(environ.items()))
+        leaks.append(f"environ {sorted({k for k, _ in changed})}")
+        os.environ.clear()
+        os.environ.update(environ)
+    if HydraConfig.initialized():
+        leaks.append("HydraConfig")
+        HydraConfig.instance().cfg = None  # type: ignore[assignment]
+    report = os.environ.get("DLTRAIN_TEST_LEAKS")
+    if leaks and report:
+        with open(report, "a") as out:
+            out.write(f"{request.node.nodeid}: {', '.join(leaks)}\n")

@@ -228,7 +228,7 @@ def smoke_main() -> None:
     from dltrain.commands.smoke import main
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    _run_main(main)
+    _run_main(lambda: main(train_main))
 
 
 if __name__ == "__main__":

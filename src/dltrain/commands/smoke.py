@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,16 +82,19 @@ def experiments(run_all: bool) -> list[tuple[str, str]]:
     return list(found.items())
 
 
-def run_one(name: str, source: str, overrides: list[str], out: Path) -> Outcome:
+def run_one(
+    name: str, source: str, overrides: list[str], out: Path, train: Callable[[], None]
+) -> Outcome:
     """One experiment in this process: plan its stand-ins from the composed config, then
-    run ``dl-train`` with them, its run directory ``out/<name>``."""
-    from dltrain.commands import cli, smoke_run
+    run ``dl-train`` (``train``, its entry point: passed in, as the CLI module imports
+    this one) with them, its run directory ``out/<name>``."""
+    from dltrain.commands import smoke_run
     from dltrain.data.sources import stand_in
 
     started = time.monotonic()
     args = [f"experiment={name}", *SMOKE, *overrides]
     try:
-        plan = _plan(args, out / ".stand-ins" / name)
+        plan = _plan(args, out / ".stand-ins" / name, train)
     except UserError as ex:  # a stand-in this machine cannot build: the row says why
         return Outcome(name, source, False, time.monotonic() - started, f"error: {ex}")
     except Exception as ex:  # noqa: BLE001 - e.g. transformers missing: this row fails
@@ -99,7 +103,7 @@ def run_one(name: str, source: str, overrides: list[str], out: Path) -> Outcome:
     run_dir = out / name
     argv = ["dl-train", *args, *(plan.overrides if plan else []), f"hydra.run.dir={run_dir}"]
     with stand_in.standing_in(out / ".stand-ins" / name) as data_notes:
-        done = smoke_run.run_cli(cli.train_main, argv)
+        done = smoke_run.run_cli(train, argv)
     seconds = time.monotonic() - started
     if run_dir.is_dir():
         (run_dir / LOG).write_text(done.stdout + done.stderr)
@@ -111,7 +115,7 @@ def run_one(name: str, source: str, overrides: list[str], out: Path) -> Outcome:
     return Outcome(name, source, ok, seconds, "" if ok else error, notes, bool(data_notes), weights)
 
 
-def _plan(args: list[str], assets: Path) -> Plan | None:
+def _plan(args: list[str], assets: Path, train: Callable[[], None]) -> Plan | None:
     """The experiment's stand-ins, or ``None`` when it does not compose (the run then
     reports why, as ``dl-train`` would)."""
     from hydra import compose, initialize_config_dir
@@ -126,7 +130,7 @@ def _plan(args: list[str], assets: Path) -> Plan | None:
                 cfg = compose("train", overrides=[a for a in args if not a.startswith("hydra.")])
         except Exception:  # noqa: BLE001 - composition errors are the run's to report
             return None
-        return smoke_plan.plan(cfg, assets, args)
+        return smoke_plan.plan(cfg, assets, args, train)
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -145,7 +149,8 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(train: Callable[[], None], argv: list[str] | None = None) -> int:
+    """``dl-smoke``; ``train``: ``dl-train``'s entry point, which runs each experiment."""
     parser = argparse.ArgumentParser(
         prog="dl-smoke",
         description="Run every experiment config for one batch on the CPU (debug=fast) "
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(opts.out).resolve() if opts.out else Path(tempfile.mkdtemp(prefix="dl-smoke-"))
     try:
         for name, source in chosen:
-            outcome = run_one(name, source, overrides, out)
+            outcome = run_one(name, source, overrides, out, train)
             print(f"{outcome.result}  {name} ({outcome.seconds:.1f} s)", flush=True)
             outcomes.append(outcome)
     finally:

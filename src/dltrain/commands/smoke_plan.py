@@ -23,6 +23,7 @@ it can tell.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,13 +56,18 @@ class Plan:
     random_weights: bool = False
 
 
-def plan(cfg: DictConfig, assets: Path, args: list[str] | None = None) -> Plan:
+def plan(
+    cfg: DictConfig,
+    assets: Path,
+    args: list[str] | None = None,
+    train: Callable[[], None] | None = None,
+) -> Plan:
     """The stand-ins ``cfg`` (composed from ``args``) needs to run here; ``assets``: a
-    folder for what they write."""
+    folder for what they write; ``train``: ``dl-train``'s entry point, for a teacher."""
     out = Plan()
     _fill_required_data(cfg, assets, out)
-    if args is not None:
-        _teacher(cfg, args, assets, out)
+    if args is not None and train is not None:
+        _teacher(cfg, args, assets, out, train)
     model = cfg.get("model")
     if model is None or not OmegaConf.is_dict(model):
         return out
@@ -74,21 +80,23 @@ def plan(cfg: DictConfig, assets: Path, args: list[str] | None = None) -> Plan:
     return out
 
 
-def _teacher(cfg: DictConfig, args: list[str], assets: Path, out: Plan) -> None:
+def _teacher(
+    cfg: DictConfig, args: list[str], assets: Path, out: Plan, train: Callable[[], None]
+) -> None:
     """``module=distill`` without a teacher checkpoint: the teacher is a one-batch run of
     the same experiment as a plain classifier (``module=classifier``), in this process,
     so it reads exactly the student's inputs (data, tokenizer and split)."""
     module = cfg.get("module")
     if cfg.get("teacher") or module is None or "teacher" not in module:
         return
-    from dltrain.commands import cli, smoke_run
+    from dltrain.commands import smoke_run
     from dltrain.data.sources import stand_in
 
     run_dir = assets / "teacher"
     teach = [*args, *out.overrides, "module=classifier", *_distill_only_keys(args)]
     argv = ["dl-train", *teach, f"hydra.run.dir={run_dir}"]
     with stand_in.standing_in(assets):  # the student's stand-in data, if it gets one
-        done = smoke_run.run_cli(cli.train_main, argv)
+        done = smoke_run.run_cli(train, argv)
     found = sorted((run_dir / "checkpoints").glob("*.ckpt"))
     if done.code != 0 or not found:
         said = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]

@@ -46,7 +46,27 @@ class _RunAveraging(WeightAveraging):
 class EMA(_RunAveraging, EMAWeightAveraging):
     """An exponential moving average of the weights (and buffers), updated after every
     ``update_every_n_steps``-th optimizer step from ``update_starting_at_step`` on;
-    the arguments are ``EMAWeightAveraging``'s."""
+    the arguments are ``EMAWeightAveraging``'s, spelled out so that a misspelt option
+    in ``callbacks.ema`` is refused by the config check instead of vanishing into
+    ``**kwargs`` (which Lightning passes on to torch's ``AveragedModel``)."""
+
+    def __init__(
+        self,
+        device: Any = None,
+        use_buffers: bool = True,
+        decay: float = 0.999,
+        update_every_n_steps: int = 1,
+        update_starting_at_step: int | None = None,
+        update_starting_at_epoch: int | None = None,
+    ):
+        super().__init__(
+            device=device,
+            use_buffers=use_buffers,
+            decay=decay,
+            update_every_n_steps=update_every_n_steps,
+            update_starting_at_step=update_starting_at_step,
+            update_starting_at_epoch=update_starting_at_epoch,
+        )
 
 
 class SWA(_RunAveraging):

@@ -57,6 +57,24 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def _forget_trackers() -> None:
+    """In a forked worker: drop W&B's import hooks, which the fork copied. They report
+    each newly imported library (sklearn for the ROC curves) to the parent's run, and
+    W&B refuses that from a forked process (``ForkedError``), failing the figure. The
+    worker is not the run: it has nothing to report."""
+    import sys
+
+    hooks = sys.modules.get("wandb.sdk.lib.import_hooks")
+    if hooks is not None:
+        hooks.unregister_all_post_import_hooks()
+
+
+def _start_worker(parent: int) -> None:
+    """The worker's initializer (see ``_exit_with_parent`` and ``_forget_trackers``)."""
+    _exit_with_parent(parent)
+    _forget_trackers()
+
+
 def _warm() -> None:
     """Run in the worker at its start: the plotting stack imported (a spawned worker
     imports it here, while the fit runs)."""
@@ -72,7 +90,7 @@ def start() -> None:
         _pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=context,
-            initializer=_exit_with_parent,
+            initializer=_start_worker,
             initargs=(os.getpid(),),
         )
         _pool.submit(_warm)
