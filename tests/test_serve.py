@@ -263,3 +263,15 @@ def test_without_onnxruntime_the_extra_is_named(digits: dict, tmp_path: Path) ->
         assert (out.returncode, out.stderr.strip()) == (2, (
             "error: predicting or serving an export needs onnxruntime, which is not installed "
             "— pip install 'dl-train[serve]'")), cmd  # fmt: skip
+
+
+def test_serve_help_lists_every_setting_and_exits_0() -> None:
+    from dataclasses import fields
+
+    from dltrain.serve.server import Options
+
+    done = subprocess.run([str(BIN / "dl-serve"), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: dl-serve ckpt_path=")
+    listed = [ln.split()[0] for ln in done.stdout.splitlines() if ln.startswith("  ")]
+    assert listed == [f.name for f in fields(Options)]

@@ -181,6 +181,9 @@ def serve_main() -> None:
     from dltrain.serve import server
 
     def main() -> int:
+        if {"-h", "--help"} & set(sys.argv[1:]):
+            print(server.USAGE)
+            return 0
         opts = server.parse(sys.argv[1:])
         if server.is_export_folder(opts.ckpt_path):
             return server.main(sys.argv[1:])

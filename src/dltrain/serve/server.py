@@ -24,6 +24,23 @@ from dltrain.serve.card import is_export_folder  # noqa: F401  (the CLI asks her
 from dltrain.serve.predictor import Predictor, need
 
 
+#: What ``dl-serve --help`` prints.
+USAGE = """usage: dl-serve ckpt_path=<export folder or .ckpt> [key=value ...]
+
+Serve a model's predictions over HTTP: POST /predict, GET /health, GET /card.
+An export folder (dl-export) is run by ONNX Runtime alone; a checkpoint by torch.
+
+  ckpt_path    export folder (<run dir>/export/onnx) or a checkpoint file
+  host         address to bind (default 127.0.0.1: this machine only)
+  port         port (default 8000; 0 picks a free one, printed)
+  max_batch    most inputs in one request (default 64)
+  max_body_mb  largest request body in MB (default 10)
+  timeout_s    longest a request may take, in seconds (default 10)
+  threads      ONNX Runtime / torch threads (default 0: the library's default)
+
+Stops cleanly (exit 0) on SIGTERM or Ctrl-C."""
+
+
 @dataclass
 class Options:
     ckpt_path: str = ""
