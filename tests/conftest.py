@@ -131,15 +131,16 @@ def _process_state_put_back(request: pytest.FixtureRequest) -> Iterator[None]:
     in-process keeps its ``HydraConfig`` (whose choices and output folder the config
     checks read). Which test leaked what is written to ``$DLTRAIN_TEST_LEAKS``, if set.
     """
-    environ = dict(os.environ)
+    environ = _environ()
     yield
     from hydra.core.hydra_config import HydraConfig
 
     leaks = []
-    if dict(os.environ) != environ:
-        changed = sorted(set(os.environ.items()) ^ set(environ.items()))
+    if _environ() != environ:
+        changed = sorted(set(_environ().items()) ^ set(environ.items()))
         leaks.append(f"environ {sorted({k for k, _ in changed})}")
-        os.environ.clear()
+        for key in set(_environ()) - set(environ):
+            del os.environ[key]
         os.environ.update(environ)
     if HydraConfig.initialized():
         leaks.append("HydraConfig")
@@ -148,3 +149,8 @@ def _process_state_put_back(request: pytest.FixtureRequest) -> Iterator[None]:
     if leaks and report:
         with open(report, "a") as out:
             out.write(f"{request.node.nodeid}: {', '.join(leaks)}\n")
+
+
+def _environ() -> dict[str, str]:
+    """``os.environ`` less the variable pytest itself sets for each test phase."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
