@@ -127,12 +127,25 @@ def _process_state_put_back(request: pytest.FixtureRequest) -> Iterator[None]:
 
     Tests that train in-process leave what a one-run CLI process never has to undo:
     Lightning's ``deterministic=true`` sets ``CUBLAS_WORKSPACE_CONFIG`` in
-    ``os.environ`` (which every later subprocess inherits), and a Hydra job run
-    in-process keeps its ``HydraConfig`` (whose choices and output folder the config
-    checks read). Which test leaked what is written to ``$DLTRAIN_TEST_LEAKS``, if set.
+    ``os.environ`` (which every later subprocess inherits), ``seed_everything`` sets
+    ``PL_GLOBAL_SEED``, and a Hydra job run in-process keeps its ``HydraConfig`` (whose
+    choices and output folder the config checks read). Which test leaked what is written
+    to ``$DLTRAIN_TEST_LEAKS``, if set.
     """
     environ = _environ()
     yield
+    _put_back(environ, request.node.nodeid)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_state_put_back(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The same for a module's shared fixtures (a run trained once for the module)."""
+    environ = _environ()
+    yield
+    _put_back(environ, f"{request.node.nodeid} (module fixtures)")
+
+
+def _put_back(environ: dict[str, str], who: str) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     leaks = []
@@ -148,7 +161,7 @@ def _process_state_put_back(request: pytest.FixtureRequest) -> Iterator[None]:
     report = os.environ.get("DLTRAIN_TEST_LEAKS")
     if leaks and report:
         with open(report, "a") as out:
-            out.write(f"{request.node.nodeid}: {', '.join(leaks)}\n")
+            out.write(f"{who}: {', '.join(leaks)}\n")
 
 
 def _environ() -> dict[str, str]:

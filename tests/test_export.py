@@ -435,3 +435,20 @@ def test_boosted_trees_export_in_their_boosters_own_format(tmp_path: Path, libra
     assert np.allclose(positive, samples["expected"][:, 1], atol=1e-6)
     results = json.loads((run / "results.json").read_text())
     assert card.export_metrics["test/acc"] == pytest.approx(results["metrics"]["test/acc"])
+
+
+def test_int8_of_a_transformer_leaves_nothing_in_the_working_folder(
+    tiny_bert: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ONNX Runtime's shape inference cannot finish on a BERT graph's symbolic lengths and
+    # then saves its partial model into the working directory, which is the user's.
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    torch.manual_seed(0)
+    net = _net("hf_classifier", tiny_bert)
+    request = Request(format="onnx", quantize="int8")
+    _, int8 = export(_source(net, "text"), tmp_path / "out", request)
+    assert sorted(p.name for p in cwd.iterdir()) == []
+    assert sorted(p.name for p in int8.iterdir()) == [
+        "MODEL_CARD.md", "card.json", "model.onnx", "samples.npz"]  # fmt: skip

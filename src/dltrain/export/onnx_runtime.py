@@ -3,8 +3,11 @@ export (parity on the samples, accuracy on the test split) and ``quantize=int8``
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +51,30 @@ def quantize_int8(source: Path, target: Path) -> None:
         ) from ex
     # ONNX Runtime's documented first step: shape inference and graph optimisation, so
     # the quantizer sees every MatMul with known shapes (it warns without it).
-    prepared = target.with_name(target.stem + ".prepared.onnx")
+    prepared = target.with_name(target.stem + ".prepared.onnx").absolute()
     try:
-        quant_pre_process(str(source), str(prepared))
+        with _in_scratch_folder(target.parent):
+            quant_pre_process(str(source.absolute()), str(prepared))
     except Exception:  # noqa: BLE001 - quantizing the unprepared graph still works
         shutil.copyfile(source, prepared)
     try:
         _quantize(prepared, target, QuantType, quantize_dynamic)
     finally:
         prepared.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _in_scratch_folder(beside: Path) -> Iterator[None]:
+    """Run in a temporary folder (next to ``beside``), removed afterwards: ONNX Runtime's
+    symbolic shape inference saves ``sym_shape_infer_temp.onnx`` and its external-data
+    file into the working directory, and would leave them in the user's."""
+    back = os.getcwd()
+    with tempfile.TemporaryDirectory(dir=beside, prefix=".quantize-") as scratch:
+        os.chdir(scratch)
+        try:
+            yield
+        finally:
+            os.chdir(back)
 
 
 def _quantize(source: Path, target: Path, QuantType: Any, quantize_dynamic: Any) -> None:  # noqa: N803

@@ -23,7 +23,6 @@ from dltrain.errors import ConfigError, did_you_mean
 from dltrain.serve.card import is_export_folder  # noqa: F401  (the CLI asks here)
 from dltrain.serve.predictor import Predictor, need
 
-
 #: What ``dl-serve --help`` prints.
 USAGE = """usage: dl-serve ckpt_path=<export folder or .ckpt> [key=value ...]
 
