@@ -3,7 +3,7 @@
 The keys of hydra-optuna-sweeper mean the same here (``study_name``/``storage`` null,
 ``direction`` as a list, ``max_failure_rate``, ``custom_search_space``, ``search_space``,
 ``params``, a ``sampler`` given by ``_target_``), so its searches run after switching
-the sweeper (README, "Coming from hydra-optuna-sweeper").
+the sweeper (docs/how-to/sweeps.md, "Coming from hydra-optuna-sweeper").
 
 No ``from __future__ import annotations`` here: OmegaConf reads these types at runtime,
 and Hydra's plugin scan runs this module before it is in ``sys.modules``.
