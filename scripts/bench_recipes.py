@@ -78,8 +78,9 @@ def lora(opts: argparse.Namespace) -> list[str]:
         for seed in opts.seeds:
             run = opts.out / f"seed{seed}" / name
             args = [f"experiment={name}", f"seed={seed}"]
-            values.append(accuracy(train(run, args, opts.data_dir, opts.threads)))
-            ckpt = Path(json.loads((run / "results.json").read_text())["best_checkpoint"])
+            results = train(run, args, opts.data_dir, opts.threads)
+            values.append(accuracy(results))
+            ckpt = Path(results["best_checkpoint"])
             lines.append(f"{name} seed {seed}: checkpoint {ckpt.stat().st_size:,} bytes")
         lines.append(summary(name, values))
     return lines
