@@ -16,9 +16,13 @@ import pytest
 from conftest import run_cli
 from dltrain.runtime import lazy_imports
 
-#: Not loaded by a digits run: the runner never computes an image, text or audio metric,
-#: builds no torchvision model and was given no tracker but the CSV logger.
+#: Not loaded by a digits run: the runner never computes an image, text or audio metric
+#: (so no transformers, which torchmetrics' BERTScore imports), builds no torchvision
+#: model, draws its ROC curves from torchmetrics' points (no scikit-learn metrics) and
+#: was given no tracker but the CSV logger.
 NEVER_LOADED = (
+    "transformers",
+    "sklearn.metrics",
     "torchvision",
     "torchvision.models",
     "torchmetrics.image",
@@ -34,11 +38,11 @@ NEVER_LOADED = (
     "tensorboardX",
 )
 #: Still loaded: torchmetrics' own top-level code reads an attribute of each
-#: (``hasattr(scipy.signal, "hamming")``, ``plt.Figure``, ``from transformers import
-#: AutoModel`` in text/bert.py, imported by name from torchmetrics.functional). Only the
-#: upstream patch in docs/explanation/start-up.md removes them; when a torchmetrics
-#: release does, these xfails pass and fail the suite (strict): move them up.
-NEEDS_UPSTREAM = ("transformers", "scipy.signal", "matplotlib.pyplot")
+#: (``hasattr(scipy.signal, "hamming")`` in its ``__init__``, ``plt.Figure`` in
+#: utilities/plot.py, which its ``Metric`` imports). Only the upstream patch in
+#: docs/explanation/start-up.md removes them; when a torchmetrics release does, these
+#: xfails pass and fail the suite (strict): move them up.
+NEEDS_UPSTREAM = ("scipy.signal", "matplotlib.pyplot")
 
 
 def _imports_of(args: list[str], tmp_path: Path) -> dict[str, list[str]]:
@@ -64,7 +68,9 @@ def test_debug_fast_run_used_torchmetrics_with_families_deferred(debug_run_impor
     assert {"torchmetrics", "torchmetrics.classification", "lightning"} <= set(
         debug_run_imports["loaded"]
     )
-    assert "torchmetrics.functional.image" in debug_run_imports["deferred"]
+    assert {"torchmetrics.functional", "torchmetrics.functional.image"} <= set(
+        debug_run_imports["deferred"]
+    )
 
 
 @pytest.mark.xfail(strict=True, reason="torchmetrics reads it at import (upstream patch)")
@@ -85,9 +91,14 @@ USE_DEFERRED = """
 import sys
 from dltrain.runtime import lazy_imports
 lazy_imports.install()
-import lightning.pytorch, torch, torchmetrics
-assert "torchvision" not in sys.modules
+import torchmetrics  # imports torchmetrics.utilities before its metric (circular pair)
+import lightning.pytorch, torch
+assert "torchvision" not in sys.modules and "transformers" not in sys.modules
 assert not lazy_imports.loaded("torchmetrics.functional.image")
+
+from torchmetrics.functional import mean_squared_error  # by name: runs the package
+assert float(mean_squared_error(torch.tensor([1.0, 3]), torch.tensor([2.0, 1]))) == 2.5
+assert lazy_imports.loaded("torchmetrics.functional")
 
 from torchmetrics.functional.image import peak_signal_noise_ratio  # runs the package
 a = torch.zeros(1, 1, 8, 8); b = torch.full((1, 1, 8, 8), 0.5)

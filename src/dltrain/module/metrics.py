@@ -87,7 +87,11 @@ def regression_scores(pred: Tensor, target: Tensor, target_std: float) -> dict[s
     """``loss`` (MSE of the standardised target, as the nets' loss), ``rmse``, ``mae`` and
     ``r2`` of predictions on the fitted scale: torchmetrics' functions, as the Regressor
     module logs them."""
-    from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
+    from torchmetrics.functional.regression import (
+        mean_absolute_error,
+        mean_squared_error,
+        r2_score,
+    )
 
     pred, target = pred.double(), target.double()
     rmse = float(mean_squared_error(pred, target, squared=False))

@@ -88,7 +88,7 @@ def start() -> None:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         _pool = ProcessPoolExecutor(
-            max_workers=1,
+            max_workers=2,  # the confusion matrix and the ROC curves at once
             mp_context=context,
             initializer=_start_worker,
             initargs=(os.getpid(),),

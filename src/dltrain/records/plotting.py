@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+if TYPE_CHECKING:  # the worker that draws imports no torch
+    from dltrain.records.roc_points import RocCurve
 
 Row = Mapping[str, float]
 
@@ -170,33 +174,29 @@ def compare_runs(
 
 
 def roc_curves(
-    probs: np.ndarray, target: np.ndarray, path: Path, class_names: Sequence[str] | None = None
+    curves: Sequence[RocCurve],
+    n_classes: int,
+    samples: int,
+    path: Path,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """ROC curve of the positive class (two classes) or one-vs-rest per class, with AUROC
-    in the legend (scikit-learn's ``roc_curve``)."""
-    from sklearn.metrics import auc, roc_curve
-
-    probs, target = np.asarray(probs, dtype=np.float64), np.asarray(target)
-    n = probs.shape[1]
-    names = list(class_names) if class_names else [str(i) for i in range(n)]
+    in the legend; the points come from records/roc_points.py (torchmetrics)."""
+    names = list(class_names) if class_names else [str(i) for i in range(n_classes)]
     fig = Figure(figsize=(5.5, 5), layout="constrained")
     ax = fig.subplots()
-    for k in [1] if n == 2 else range(n):
-        positives = target == k
-        if positives.all() or not positives.any():
-            continue  # no curve without both kinds of rows
-        fpr, tpr, _ = roc_curve(positives, probs[:, k])
-        label = f"{names[k]} (AUROC {auc(fpr, tpr):.3f})"
-        ax.plot(fpr, tpr, label=label if n <= 12 else None)
+    for curve in curves:
+        label = f"{names[curve.label]} (AUROC {curve.auroc:.3f})"
+        ax.plot(curve.fpr, curve.tpr, label=label if n_classes <= 12 else None)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    kind = f"positive class {names[1]}" if n == 2 else "one vs rest"
-    ax.set_title(f"ROC (test, n={len(target)}, {kind})")
+    kind = f"positive class {names[1]}" if n_classes == 2 else "one vs rest"
+    ax.set_title(f"ROC (test, n={samples}, {kind})")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path, samples=len(target))
+    return _save(fig, path, samples=samples)
 
 
 def regression(pred: np.ndarray, true: np.ndarray, path: Path, label: str = "target") -> Path:

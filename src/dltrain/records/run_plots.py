@@ -24,6 +24,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from dltrain.data.loading.batches import PAD_LABEL
 from dltrain.records import plot_worker, plotting
 from dltrain.records.history import Row, merge_rows, read_history, write_history
+from dltrain.records.roc_points import roc_points
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,9 @@ class RunPlots(Callback):
             if "probs" in rows:
                 probs = rows["probs"].numpy()
                 if np.isfinite(probs).all():
-                    roc = self.plot_dir / "roc.png"
-                    plot_worker.submit(plotting.roc_curves, roc, probs, target, roc, names)
+                    roc, curves = self.plot_dir / "roc.png", roc_points(probs, target)
+                    n, rows_ = probs.shape[1], len(target)
+                    plot_worker.submit(plotting.roc_curves, roc, curves, n, rows_, roc, names)
                 else:  # a diverged run (e.g. nan_policy=skip kept it going): nothing to rank
                     log.warning("roc.png not drawn: the test probabilities are not all finite")
             if "values" in rows:

@@ -28,6 +28,13 @@ Why this is safe (the same contract as ``importlib.util.LazyLoader``, which this
 - Only packages whose ``__init__`` just re-exports their submodules are listed: none
   changes its ``__path__`` or registers anything its submodules rely on, so running it
   after some of its submodules is the same as running it before them.
+- Where the rest of the parent package relies on the order in which the package's code
+  imported shared modules, those modules are imported when the deferred package is
+  (its "first" modules in :data:`DEFERRED`). torchmetrics needs this: its
+  ``utilities`` must be imported before its ``metric`` module (the two import each
+  other), which the eager ``torchmetrics.functional`` did on the way to its audio
+  metrics; deferring that package without importing ``torchmetrics.utilities`` in its
+  place makes ``import torchmetrics`` fail with a circular import.
 - Loading is guarded by a lock and re-entrant (the package's own code may read its
   module while it runs); another thread waits until the code has run.
 - Only plain source packages are deferred (a loader with ``exec_module`` and the
@@ -49,22 +56,26 @@ import sys
 import threading
 import traceback
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-#: Packages whose ``__init__`` runs only when one of their attributes is read.
-DEFERRED: tuple[str, ...] = (
+#: Packages whose ``__init__`` runs only when one of their attributes is read, each with
+#: the modules imported in its place when it is imported (see the module docstring).
+DEFERRED: Mapping[str, tuple[str, ...]] = {
+    # torchmetrics' functional __init__ imports every metric function by name, the text
+    # ones (BERTScore) transformers: 1 s of every run.
+    "torchmetrics.functional": ("torchmetrics.utilities",),
     # torchmetrics' metric families: each package's __init__ imports every metric of
     # the family (image -> torchvision's model zoo, text -> transformers).
-    "torchmetrics.functional.image",
-    "torchmetrics.functional.text",
-    "torchmetrics.functional.audio",
-    "torchmetrics.image",
-    "torchmetrics.text",
-    "torchmetrics.audio",
+    "torchmetrics.functional.image": (),
+    "torchmetrics.functional.text": (),
+    "torchmetrics.functional.audio": (),
+    "torchmetrics.image": (),
+    "torchmetrics.text": (),
+    "torchmetrics.audio": (),
     # torchvision's __init__ imports its model zoo.
-    "torchvision.models",
-)
+    "torchvision.models": (),
+}
 
 #: What the import system reads of a module before using it; set from the spec.
 _PROBES = frozenset(
@@ -132,8 +143,9 @@ def _run(module: types.ModuleType, spec: importlib.machinery.ModuleSpec, state: 
 class _DeferringLoader(importlib.abc.Loader):
     """Wraps a source package's loader: creates the module as usual, defers its code."""
 
-    def __init__(self, real: importlib.abc.Loader) -> None:
+    def __init__(self, real: importlib.abc.Loader, first: tuple[str, ...] = ()) -> None:
         self.real = real
+        self.first = first
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return None  # the default module, as the real (source) loader would make
@@ -145,16 +157,19 @@ class _DeferringLoader(importlib.abc.Loader):
             "loading": False,
         }
         module.__class__ = _DeferredModule
+        for name in self.first:  # what the rest of the parent expects imported by now
+            importlib.import_module(name)
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, get_source...
         return getattr(self.real, name)
 
 
 class DeferringFinder(importlib.abc.MetaPathFinder):
-    """Finds the packages in ``names`` with the other finders and defers their code."""
+    """Finds the packages in ``names`` with the other finders and defers their code.
+    ``names`` may map each package to its "first" modules (see :data:`DEFERRED`)."""
 
-    def __init__(self, names: Iterable[str]) -> None:
-        self.names = frozenset(names)
+    def __init__(self, names: Iterable[str] | Mapping[str, tuple[str, ...]]) -> None:
+        self.names = dict(names) if isinstance(names, Mapping) else dict.fromkeys(names, ())
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
@@ -166,22 +181,24 @@ class DeferringFinder(importlib.abc.MetaPathFinder):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
-                return _deferred(spec)
+                return _deferred(spec, self.names[fullname])
         return None
 
 
-def _deferred(spec: importlib.machinery.ModuleSpec) -> importlib.machinery.ModuleSpec:
+def _deferred(
+    spec: importlib.machinery.ModuleSpec, first: tuple[str, ...]
+) -> importlib.machinery.ModuleSpec:
     """The spec with its loader wrapped, when the loader is a plain source loader."""
     loader = spec.loader
     plain = isinstance(
         loader, importlib.machinery.SourceFileLoader | importlib.machinery.SourcelessFileLoader
     )
     if plain and spec.submodule_search_locations is not None:
-        spec.loader = _DeferringLoader(loader)
+        spec.loader = _DeferringLoader(loader, first)
     return spec
 
 
-def install(names: Iterable[str] = DEFERRED) -> DeferringFinder:
+def install(names: Mapping[str, tuple[str, ...]] = DEFERRED) -> DeferringFinder:
     """Put the finder first on ``sys.meta_path`` (once per process). Packages already
     imported are left as they are."""
     for finder in sys.meta_path:

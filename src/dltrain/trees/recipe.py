@@ -25,6 +25,7 @@ from dltrain.errors import ConfigError
 from dltrain.module import metrics as scoring
 from dltrain.records import plotting
 from dltrain.records.history import write_history
+from dltrain.records.roc_points import roc_points
 from dltrain.tracking.hparams import flat_config
 from dltrain.trees.boosters import Booster, device_is_gpu, kind_of
 
@@ -176,7 +177,8 @@ def plot(
     matrix = np.zeros((dm.num_classes, dm.num_classes), dtype=np.int64)
     np.add.at(matrix, (y, pred.argmax(1)), 1)
     plotting.confusion_matrix(matrix, plots / "confusion_matrix.png", dm.classes)
-    plotting.roc_curves(pred, y, plots / "roc.png", dm.classes)
+    curves = roc_points(pred, y)
+    plotting.roc_curves(curves, pred.shape[1], len(y), plots / "roc.png", dm.classes)
 
 
 # ---- checkpoints ------------------------------------------------------------------------------
