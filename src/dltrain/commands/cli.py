@@ -41,8 +41,9 @@ def _is_rank_zero() -> bool:
     return is_rank_zero()
 
 
-def _run_app(app: Callable[[], object]) -> None:
-    """Run a Hydra app; composition errors become one ``error:`` line and exit 2."""
+def _run_app(app: Callable[[], object], config_name: str) -> None:
+    """Run a Hydra app; composition errors become one ``error:`` line and exit 2.
+    ``--help`` is answered by config/app_help.py (Hydra's text, without its cost)."""
     if "DLTRAIN_SHOW_TRACEBACK" not in os.environ:  # kept for DDP child processes
         os.environ["DLTRAIN_SHOW_TRACEBACK"] = os.environ.get("HYDRA_FULL_ERROR", "0")
     # Make Hydra re-raise instead of printing its own trimmed traceback.
@@ -54,7 +55,8 @@ def _run_app(app: Callable[[], object]) -> None:
         # (see config/project.py), and the folder it runs from is importable.
         sys.argv[1:] = project.take_config_dirs(sys.argv[1:])
         project.make_code_importable()
-        app()
+        if not _printed_help(config_name):
+            app()
     except KeyboardInterrupt:
         print("error: interrupted — rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
@@ -62,6 +64,18 @@ def _run_app(app: Callable[[], object]) -> None:
         if _show_traceback():
             raise
         _exit_with(ex)
+
+
+def _printed_help(config_name: str) -> bool:
+    from dltrain.config import app_help
+
+    if not app_help.wants_plain_help(sys.argv[1:]):
+        return False
+    text = app_help.help_text(config_name, sys.argv[1:], os.path.basename(sys.argv[0]))
+    if text is None:  # a config with its own search path: Hydra's help lists it
+        return False
+    print(text)
+    return True
 
 
 def _run_task(
@@ -149,7 +163,7 @@ def _export(cfg: DictConfig) -> None:
 def train_main() -> None:
     """``dl-train``: fit, then test with the best checkpoint."""
     sys.argv[1:] = [_tune_list(arg) for arg in sys.argv[1:]]
-    _run_app(_train)
+    _run_app(_train, "train")
 
 
 def _tune_list(arg: str) -> str:
@@ -162,17 +176,17 @@ def _tune_list(arg: str) -> str:
 
 def eval_main() -> None:
     """``dl-eval ckpt_path=...``: validate and test a checkpoint."""
-    _run_app(_eval)
+    _run_app(_eval, "eval")
 
 
 def predict_main() -> None:
     """``dl-predict ckpt_path=... inputs=...``: top-k classes of images or texts."""
-    _run_app(_predict)
+    _run_app(_predict, "predict")
 
 
 def export_main() -> None:
     """``dl-export ckpt_path=... format=onnx``: the checkpoint as a deployable folder."""
-    _run_app(_export)
+    _run_app(_export, "export")
 
 
 def serve_main() -> None:
