@@ -1,6 +1,6 @@
-"""``dl-smoke``: every experiment in one process, each as if in its own, and green offline
-with synthetic stand-ins for absent data and weights (commands/smoke*.py,
-data/sources/stand_in.py)."""
+"""``dl-smoke``: every experiment in one process (or in warm workers forked from it), each
+as if in its own, and green offline with synthetic stand-ins for absent data and weights
+(commands/smoke*.py, data/sources/stand_in.py)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def process_state() -> dict:
     root = logging.getLogger()
     return {
         "pid": os.getpid(),
+        "ppid": os.getppid(),
         "cwd": os.getcwd(),
         "matmul_precision": torch.get_float32_matmul_precision(),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
@@ -49,9 +50,14 @@ def process_state() -> dict:
 
 
 class Probe(nn.Module):
-    def __init__(self, in_shape: list[int], num_classes: int, record: str, change: bool = False):
+    def __init__(
+        self, in_shape: list[int], num_classes: int, record: str, change: bool = False,
+        die: bool = False,
+    ):
         super().__init__()
         Path(record).write_text(json.dumps(process_state()))
+        if die:  # a crash in native code, or the out-of-memory killer
+            os.kill(os.getpid(), signal.SIGKILL)
         if change:  # what a user's code (or a library) might do to the process
             torch.set_float32_matmul_precision("medium")
             torch.set_num_threads(torch.get_num_threads() + 1)
@@ -71,6 +77,7 @@ in_shape: ${data.shape}
 num_classes: ${data.num_classes}
 record: ${paths.output_dir}/probe.json
 change: false
+die: false
 """
 
 
@@ -91,12 +98,9 @@ data:
 {extra}"""
 
 
-@pytest.fixture(scope="module")
-def smoked(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
-    """One ``dl-smoke`` in a project folder: its experiments (one changes the process
-    state, one is broken, one records the state it starts in, last) and two built-ins
-    whose data and weights are absent; run directories under ``<project>/smoke``."""
-    root = tmp_path_factory.mktemp("proj")
+def probe_project(root: Path) -> Path:
+    """A project folder with the probe net and its experiments: one changes the process
+    state, one is broken, one kills its process, one records the state it starts in."""
     (root / "configs" / "model").mkdir(parents=True)
     (root / "configs" / "experiment").mkdir()
     (root / "probe.py").write_text(PROBE)
@@ -108,13 +112,24 @@ def smoked(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Complet
     changes = "model:\n  change: true\ntrainer:\n  deterministic: true\n"
     (experiments / "a_changes.yaml").write_text(experiment("probe", 7, changes))
     (experiments / "b_broken.yaml").write_text(experiment("probe_typo", 8))
+    (experiments / "b_dies.yaml").write_text(experiment("probe", 9, "model:\n  die: true\n"))
     (experiments / "c_reads.yaml").write_text(experiment("probe", 11))
     (root / "no-data").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoked(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One ``dl-smoke --jobs 1`` (every run in its own process) in a project folder: its
+    experiments and three built-ins whose data and weights are absent; run directories
+    under ``<project>/smoke``."""
+    root = probe_project(tmp_path_factory.mktemp("proj"))
     names = ["a_changes", "b_broken", "imdb_bert", "finetune_resnet_folder",
              "rt_polarity_textcnn_distilled", "c_reads"]  # fmt: skip
     # Small batches: the rows and the wiring are the same at the experiments' own sizes.
     small = ["data.batch_size=4", "data.eval_batch_size=4", "logger=none"]
-    args = ["--out", str(root / "smoke"), *names, f"paths.data_dir={root / 'no-data'}", *small]
+    args = ["--out", str(root / "smoke"), "--jobs", "1", *names,
+            f"paths.data_dir={root / 'no-data'}", *small]  # fmt: skip
     return run_cli(args, root, "dl-smoke"), root / "smoke"
 
 
@@ -158,6 +173,34 @@ def test_dl_smoke_runs_every_experiment_in_one_process_and_none_inherits_another
     assert (a["deterministic"], a["leak"], a["cublas"], a["sigusr2_default"]) == (
         False, None, None, True,
     )  # fmt: skip
+
+
+def test_dl_smoke_jobs_run_side_by_side_and_a_dying_run_fails_only_its_row(
+    tmp_path: Path,
+) -> None:
+    # Two warm workers forked from dl-smoke; b_dies kills its worker (SIGKILL) and with
+    # it the pool: every run it left unfinished runs again alone, b_dies kills that
+    # worker too and its row says so; the others pass, each isolated as in one process.
+    root = probe_project(tmp_path)
+    out = root / "smoke"
+    names = ["a_changes", "b_dies", "c_reads"]
+    args = ["--out", str(out), "--jobs", "2", *names, "logger=none"]
+    done = run_cli(args, root, "dl-smoke")
+    assert done.returncode == 1, done.stderr[-3000:]
+    table = rows(done.stdout)
+    assert list(table) == names  # the table keeps the experiments' order
+    assert [table[n][1] for n in names] == ["pass", "FAIL", "pass"]
+    assert table["b_dies"][2] == (
+        "error: the smoke worker running it died (BrokenProcessPool: A process in the "
+        "process pool was terminated abruptly while the future was running or pending.)"
+    )
+    a, c = (json.loads((out / n / "probe.json").read_text()) for n in ("a_changes", "c_reads"))
+    for probe in (a, c):  # in a worker forked from dl-smoke, with its share of the threads
+        assert probe["pid"] != probe["ppid"] and probe["threads"] == a["threads"]
+    assert (c["deterministic"], c["leak"], c["matmul_precision"]) == (False, None, "highest")
+    for name in ("a_changes", "c_reads"):
+        results = json.loads((out / name / "results.json").read_text())
+        assert (results["status"], results["steps"]) == ("completed", 1)
 
 
 # ---- absent data and weights -------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 For CI: it catches a config that no longer composes, a class that no longer imports or
 a shape that no longer fits, without a GPU. Every experiment runs as
-``dl-train experiment=<name> debug=fast trainer=cpu`` with its own run directory, all in
-this one process (``smoke_run.py`` puts back what each run changed in the process), so
-the whole table costs one start-up instead of one per experiment.
+``dl-train experiment=<name> debug=fast trainer=cpu`` with its own run directory, inside
+warm worker processes forked from this one once it has imported torch and Lightning
+(``smoke_run.py`` puts back what each run changed in its worker), so the whole table
+costs one start-up instead of one per experiment. ``--jobs`` workers (default: one per
+CPU core, at most 4) run experiments side by side, each with its share of the cores'
+threads: a one-batch run is mostly Python, which one core runs no faster than two.
 
 A smoke run checks wiring, not data, and runs offline (``HF_HUB_OFFLINE=1`` unless set):
 where an experiment's data or pretrained weights are not on this machine, it runs on a
@@ -160,6 +163,14 @@ def main(train: Callable[[], None], argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="built-in and project experiments")
     parser.add_argument("--config-dir", action="append", default=[], help="more config folders")
     parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=min(os.cpu_count() or 1, 4),
+        help="experiments run side by side, each in a warm worker process "
+        "(default: the CPU cores, at most 4; 1: all in this process)",
+    )
+    parser.add_argument(
         "--out",
         help="keep the run directories here (<out>/<experiment>); default: a "
         "temporary folder, removed at the end",
@@ -184,16 +195,28 @@ def main(train: Callable[[], None], argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # wiring, not downloads (module docstring)
     from dltrain.commands import smoke_run
 
+    if opts.jobs < 1:
+        raise ConfigError(f"--jobs {opts.jobs} runs nothing", "pass --jobs 1 or more")
     smoke_run.warm_up()
-    outcomes = []
     out = Path(opts.out).resolve() if opts.out else Path(tempfile.mkdtemp(prefix="dl-smoke-"))
     try:
-        for name, source in chosen:
-            outcome = run_one(name, source, overrides, out, train)
-            print(f"{outcome.result}  {name} ({outcome.seconds:.1f} s)", flush=True)
-            outcomes.append(outcome)
+        jobs = [(name, source, overrides, out, train) for name, source in chosen]
+        outcomes = smoke_run.run_all(run_one, jobs, opts.jobs, _said, worker_died)
     finally:
         if not opts.out:
             shutil.rmtree(out, ignore_errors=True)
     print(table(outcomes))
     return 0 if all(o.ok for o in outcomes) else 1
+
+
+def _said(outcome: Outcome) -> None:
+    """One line as each experiment finishes (the table follows at the end)."""
+    print(f"{outcome.result}  {outcome.name} ({outcome.seconds:.1f} s)", flush=True)
+
+
+def worker_died(job: tuple, ex: BaseException) -> Outcome:
+    """The row of an experiment whose worker process died under it (a crash in native
+    code, the kernel's out-of-memory killer)."""
+    name, source = job[0], job[1]
+    error = f"error: the smoke worker running it died ({type(ex).__name__}: {ex})"
+    return Outcome(name, source, False, 0.0, error)

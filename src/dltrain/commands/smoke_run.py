@@ -18,6 +18,11 @@ of what a run can change and puts it back afterwards:
 
 The run itself is the real CLI (``cli.train_main``), so its errors, exit codes and run
 directory are exactly a user's.
+
+``run_all`` spreads the runs over worker processes forked from the warm process (the
+standard library's ``ProcessPoolExecutor``): each inherits the imports, so each run
+still costs no start-up, and each worker runs its share of the runs one after another
+with the isolation above.
 """
 
 from __future__ import annotations
@@ -26,17 +31,22 @@ import contextlib
 import gc
 import io
 import logging
+import multiprocessing
 import os
 import random
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,6 +81,75 @@ def warm_up() -> None:
     libraries' import-time settings (their loggers) are then part of the state every run
     starts from, as in a fresh ``dl-train`` process."""
     import dltrain.commands.train  # noqa: F401 - torch, Lightning, the recipe
+
+
+def run_all(
+    run: Callable[..., T],
+    jobs: Sequence[tuple[Any, ...]],
+    workers: int,
+    said: Callable[[T], None],
+    died: Callable[[tuple[Any, ...], BaseException], T],
+) -> list[T]:
+    """``run(*job)`` for every job, in ``workers`` forked processes (one: here, in
+    turn); ``said`` hears each result as it comes, the list keeps the jobs' order.
+
+    A worker that dies (a crash in native code, the out-of-memory killer) takes the
+    pool down with it, and the pool cannot tell which job killed it: every job it left
+    unfinished runs again alone in a fresh worker, and ``died(job, error)`` stands for
+    the result of one that kills that worker too."""
+    count = min(workers, len(jobs))
+    if count <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        results = []
+        for job in jobs:
+            results.append(run(*job))
+            said(results[-1])
+        return results
+    found: list[Any] = [None] * len(jobs)
+    threads = max(1, torch.get_num_threads() // count)  # the cores shared, not oversubscribed
+    for i, _ in _in_pool(run, jobs, range(len(jobs)), count, threads, found, said):
+        for _, ex in _in_pool(run, jobs, [i], 1, threads, found, said):
+            found[i] = died(jobs[i], ex)
+            said(found[i])
+    return found
+
+
+def _in_pool(
+    run: Callable[..., Any],
+    jobs: Sequence[tuple[Any, ...]],
+    indices: Sequence[int],
+    count: int,
+    threads: int,
+    found: list[Any],
+    said: Callable[[Any], None],
+) -> list[tuple[int, BaseException]]:
+    """``jobs[i]`` for each of ``indices`` in ``count`` forked workers, the results put in
+    ``found``; the indices (and errors) of the jobs a dead worker left unfinished."""
+    pool = ProcessPoolExecutor(
+        count, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
+        initargs=(threads,),
+    )  # fmt: skip
+    broken: list[tuple[int, BaseException]] = []
+    try:
+        futures = {pool.submit(run, *jobs[i]): i for i in indices}
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                found[i] = future.result()
+            except BrokenProcessPool as ex:
+                broken.append((i, ex))
+                continue
+            said(found[i])
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return sorted(broken, key=lambda b: b[0])
+
+
+def _start_worker(threads: int) -> None:
+    """In a forked worker: its share of the cores' threads (a run's ``threads=`` still
+    sets its own, and ``isolated`` puts this back after it)."""
+    torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager
