@@ -35,3 +35,34 @@ def test_default_sizes_and_shuffled_positions_variant() -> None:
     assert sorted(perm) == list(range(40))
     assert torch.allclose(b, a[:, perm], atol=1e-5)
     assert torch.allclose(shuffled.test_set.x[:, 0], plain.test_set.x[:, 0][:, perm], atol=1e-5)
+
+
+def test_generated_sets_are_cached_whole_and_read_back(tmp_path, monkeypatch, caplog) -> None:
+    from dltrain.data.sources import mnist1d
+
+    fresh = load(num_samples=300)
+    cached = load(num_samples=300, cache_dir=str(tmp_path / "c"))
+    files = sorted((tmp_path / "c").iterdir())
+    assert [f.suffix for f in files] == [".npz"]  # one whole file, no temporary left
+    for split in ("train_set", "test_set"):
+        for part in ("x", "y"):
+            a, b = getattr(getattr(fresh, split), part), getattr(getattr(cached, split), part)
+            assert a.dtype == b.dtype and torch.equal(a, b)
+
+    def no_generation(args):
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(mnist1d, "_make", no_generation)
+    again = load(num_samples=300, cache_dir=str(tmp_path / "c"))  # read back, not made
+    assert torch.equal(again.train_set.x, fresh.train_set.x)
+    monkeypatch.undo()
+    # Other generation arguments are another file.
+    load(num_samples=300, shuffle_positions=True, cache_dir=str(tmp_path / "c"))
+    assert len(list((tmp_path / "c").iterdir())) == 2
+    # A folder that cannot be written: generated, said, and the run goes on.
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    with caplog.at_level("WARNING"):
+        dm = load(num_samples=300, cache_dir=str(blocked / "c"))
+    assert torch.equal(dm.train_set.x, fresh.train_set.x)
+    assert f"MNIST-1D not cached in {blocked / 'c'}" in caplog.text
