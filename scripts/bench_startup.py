@@ -7,7 +7,9 @@ shared machine hits baselines and dl-train alike; the table shows medians.
 ``--startup``: ``python -c "import torch"`` (the floor any torch program pays),
 ``dl-train --help`` and ``dl-train debug=fast`` (digits, one batch per stage), each as a
 ratio to ``import torch`` measured in the same rounds; ``debug_eager`` is ``debug=fast``
-with ``DLTRAIN_EAGER_IMPORTS=1`` (no deferred imports), to show what deferring saves.
+with ``DLTRAIN_EAGER_IMPORTS=1`` (no deferred imports), to show what deferring saves;
+``plain_debug`` is the same one-batch run as a plain PyTorch script
+(``scripts/plain_debug.py``), the floor under ``debug_fast``.
 
 ``--cost-curves``: wall time of ``experiment=mnist_speed`` and of
 ``scripts/plain_loop.py experiment=mnist_speed`` at 1, 2, 4 and 8 epochs, each fitted
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import BIN, PYTHON, Workload, run_once  # noqa: E402 - the bench's own runner
 
 EPOCHS = (1, 2, 4, 8)
+SCRIPTS = Path(__file__).resolve().parent
 
 
 def startup_workloads(log_dir: str) -> list[Workload]:
@@ -41,6 +44,8 @@ def startup_workloads(log_dir: str) -> list[Workload]:
     return [
         Workload("import_torch", [PYTHON, "-c", "import torch"]),
         Workload("help", [dl_train, "--help"]),
+        # The same one-batch run as a plain PyTorch script: the floor under debug_fast.
+        Workload("plain_debug", [PYTHON, str(SCRIPTS / "plain_debug.py"), f"{log_dir}/plain"]),
         Workload(
             "debug_fast", [dl_train, "debug=fast", f"paths.log_dir={log_dir}"], "results_json"
         ),

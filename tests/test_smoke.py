@@ -203,6 +203,13 @@ def test_dl_smoke_jobs_run_side_by_side_and_a_dying_run_fails_only_its_row(
         assert (results["status"], results["steps"]) == ("completed", 1)
 
 
+def test_dl_smoke_refuses_no_jobs(tmp_path: Path) -> None:
+    done = run_cli(["--jobs", "0", "mnist_speed"], tmp_path, "dl-smoke")
+    assert (done.returncode, done.stderr) == (
+        2, "error: --jobs 0 runs nothing — pass --jobs 1 or more\n",
+    )  # fmt: skip
+
+
 # ---- absent data and weights -------------------------------------------------------------
 
 
