@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
             rounds(works, args.rounds, log_dir)
             png = out.with_name("cost_curves.png")
             report["cost_curves"] = curve_table({w.name: w for w in works}, args.epochs, png)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out}")
 
