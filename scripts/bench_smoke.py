@@ -80,6 +80,7 @@ def main() -> int:
         "ratio": statistics.median(smoke_s) / medians[slowest],
         "last_smoke_table": rows,
     }
+    Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
     Path(opts.out).write_text(json.dumps(report, indent=2))
     print("\n".join(rows[-18:]))
     print(

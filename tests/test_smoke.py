@@ -351,3 +351,21 @@ def test_table_stand_in_has_the_declared_columns_and_classes(tmp_path: Path) -> 
     assert real.num_classes == 3
     assert fake.train_set.x.dtype == real.train_set.x.dtype == torch.float32
     assert sorted(set(fake.train_set.y.tolist())) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["experiment=cifar10_resnet18"], ["data.eval_batch_size=128"]),  # 1000 -> 128
+        ([], ["data.eval_batch_size=64"]),  # digits: 512 -> 64
+        (["data.eval_batch_size=32"], []),  # already no larger than the training batch
+    ],
+)
+def test_smoke_evaluates_one_batch_no_larger_than_the_training_batch(
+    tmp_path: Path, overrides: list[str], expected: list[str]
+) -> None:
+    from dltrain.commands import smoke_plan
+
+    found = smoke_plan.plan(compose_train(overrides), tmp_path)
+    assert [o for o in found.overrides if o.startswith("data.eval_batch_size")] == expected
+    assert found.notes == []  # not a stand-in: the row stays "pass"

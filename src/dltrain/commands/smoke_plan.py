@@ -15,7 +15,10 @@ composed config, before the run, and said in the table's row.
   guessed from the name) and a word-piece tokenizer for the stand-in texts.
 
 And not a stand-in but a smoke run's one batch: a boosted-tree model trains
-``BOOSTER_ROUNDS`` rounds (``debug=fast`` limits a net's batches only).
+``BOOSTER_ROUNDS`` rounds (``debug=fast`` limits a net's batches only), and the one
+validation and test batch is no larger than the training batch (``data.eval_batch_size``
+capped at ``data.batch_size``: an experiment's evaluation batch of 1,000 images through
+a ResNet is most of its smoke run, and checks no wiring the training batch does not).
 
 Data that is absent is replaced at run time instead (``stand_in.wrap``): only reading
 it can tell.
@@ -66,6 +69,7 @@ def plan(
     folder for what they write; ``train``: ``dl-train``'s entry point, for a teacher."""
     out = Plan()
     _fill_required_data(cfg, assets, out)
+    _one_eval_batch(cfg, out)
     if args is not None and train is not None:
         _teacher(cfg, args, assets, out, train)
     model = cfg.get("model")
@@ -78,6 +82,16 @@ def plan(
     if isinstance(name, str):
         _hf_model(name, cfg, assets, out)
     return out
+
+
+def _one_eval_batch(cfg: DictConfig, out: Plan) -> None:
+    """``data.eval_batch_size`` no larger than ``data.batch_size`` (module docstring)."""
+    data = cfg.get("data")
+    if data is None or not OmegaConf.is_dict(data):
+        return
+    train, evaluate = data.get("batch_size"), data.get("eval_batch_size")
+    if isinstance(train, int) and isinstance(evaluate, int) and evaluate > train:
+        out.overrides.append(f"data.eval_batch_size={train}")
 
 
 def _teacher(
