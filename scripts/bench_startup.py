@@ -114,12 +114,21 @@ def fit(epochs: list[int], walls: list[float]) -> tuple[float, float]:
     return float(fixed), float(per_epoch)
 
 
+def _accuracy(work: Workload) -> float:
+    """The median test accuracy of a workload's runs (each reports its own)."""
+    found = [r["acc"] for r in work.runs if r.get("acc") is not None]
+    return statistics.median(found) if found else float("nan")
+
+
 def curve_table(works: dict[str, Workload], epochs: list[int], png: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"epochs": epochs}
-    print(f"\n{'epochs':>6s} {'plain s':>9s} {'dl-train s':>11s} {'ratio':>6s}")
+    print(f"\n{'epochs':>6s} {'plain s':>9s} {'dl-train s':>11s} {'ratio':>6s} "
+          f"{'plain acc':>9s} {'dl-train acc':>12s}")  # fmt: skip
     for e in epochs:
         p, d = med(works[f"plain_{e}"]), med(works[f"dltrain_{e}"])
-        print(f"{e:6d} {p:9.2f} {d:11.2f} {d / p:6.2f}")
+        accs = [_accuracy(works[f"{side}_{e}"]) for side in ("plain", "dltrain")]
+        print(f"{e:6d} {p:9.2f} {d:11.2f} {d / p:6.2f} {accs[0]:9.4f} {accs[1]:12.4f}")
+        out[f"acc_{e}"] = {"plain": accs[0], "dltrain": accs[1]}
     for side in ("plain", "dltrain"):
         walls = [med(works[f"{side}_{e}"]) for e in epochs]
         cpus = [med(works[f"{side}_{e}"], "cpu_s") for e in epochs]
