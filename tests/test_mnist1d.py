@@ -44,6 +44,7 @@ def test_generated_sets_are_cached_whole_and_read_back(tmp_path, monkeypatch, ca
     cached = load(num_samples=300, cache_dir=str(tmp_path / "c"))
     files = sorted((tmp_path / "c").iterdir())
     assert [f.suffix for f in files] == [".npz"]  # one whole file, no temporary left
+    assert files[0].stat().st_mode & 0o777 == 0o644  # others sharing the folder read it
     for split in ("train_set", "test_set"):
         for part in ("x", "y"):
             a, b = getattr(getattr(fresh, split), part), getattr(getattr(cached, split), part)
@@ -56,6 +57,13 @@ def test_generated_sets_are_cached_whole_and_read_back(tmp_path, monkeypatch, ca
     again = load(num_samples=300, cache_dir=str(tmp_path / "c"))  # read back, not made
     assert torch.equal(again.train_set.x, fresh.train_set.x)
     monkeypatch.undo()
+    # A damaged cache file (cut short by a full disk, say): said, generated, rewritten.
+    files[0].write_bytes(files[0].read_bytes()[:1000])
+    with caplog.at_level("WARNING"):
+        again = load(num_samples=300, cache_dir=str(tmp_path / "c"))
+    assert torch.equal(again.train_set.x, fresh.train_set.x)
+    assert f"MNIST-1D cache {files[0]} not read" in caplog.text
+    assert again.train_set.x.shape == (240, 1, 40) and files[0].stat().st_size > 1000
     # Other generation arguments are another file.
     load(num_samples=300, shuffle_positions=True, cache_dir=str(tmp_path / "c"))
     assert len(list((tmp_path / "c").iterdir())) == 2

@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +74,26 @@ def _generated(args: object, cache_dir: Path | None) -> dict[str, np.ndarray]:
     path = None
     if cache_dir is not None:
         path = cache_dir / f"mnist1d-{_key(args)}.npz"
-        if path.is_file():
-            with np.load(path) as stored:
-                return {k: stored[k] for k in KEYS}
+        stored = _read(path)
+        if stored is not None:
+            return stored
     data = _make(args)
     if path is not None:
         _store(path, {k: np.asarray(data[k]) for k in KEYS})
     return data
+
+
+def _read(path: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays; ``None`` when there is no readable, whole cache file (then the
+    set is generated again and the file rewritten)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as stored:
+            return {k: stored[k] for k in KEYS}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as ex:
+        logging.getLogger(__name__).warning("MNIST-1D cache %s not read: %s", path, ex)
+        return None
 
 
 def _key(args: object) -> str:
@@ -112,6 +126,7 @@ def _store(path: Path, arrays: dict[str, np.ndarray]) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
             tmp = Path(f.name)
             np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)  # readable by whoever shares the data folder, as the data is
         os.replace(tmp, path)
     except OSError as ex:
         if tmp is not None:
