@@ -1,14 +1,15 @@
-"""Figures drawn off the run's critical path: in a worker process the run waits for at
+"""Figures drawn off the run's critical path: in worker processes the run waits for at
 its end, and never twice from the same data.
 
 Why: drawing a run's four PNGs takes 1-3 s of CPU on the 2-core development machine
 (the first figure of a process also loads fonts), all of it between the last training
-step and the exit. A worker process (``concurrent.futures.ProcessPoolExecutor``, the
+step and the exit. Two worker processes (``concurrent.futures.ProcessPoolExecutor``, the
 standard library's pool: it feeds the jobs from a thread of its own and hands back each
-figure's exception) starts when the fit starts and draws while the run tests and
-records; ``wait_all()`` at the end of the run collects every figure, so a finished run
-has all of its PNGs, and a figure that failed fails the run as before. A process, not a
-thread: drawing is Python-heavy and would hold the GIL the training loop needs.
+figure's exception) start when the fit starts: the learning curves are drawn while the
+run tests, the test's two figures (ROC curves and confusion matrix) side by side after
+it; ``wait_all()`` at the end of the run collects every figure, so a finished run has
+all of its PNGs, and a figure that failed fails the run as before. Processes, not
+threads: drawing is Python-heavy and would hold the GIL the training loop needs.
 
 Forked where the platform forks (Linux), as PyTorch's own DataLoader workers are: the
 child starts with matplotlib already imported (torchmetrics imports it) and touches

@@ -159,8 +159,8 @@ class RunPlots(Callback):
                 probs = rows["probs"].numpy()
                 if np.isfinite(probs).all():
                     roc, curves = self.plot_dir / "roc.png", roc_points(probs, target)
-                    n, rows_ = probs.shape[1], len(target)
-                    plot_worker.submit(plotting.roc_curves, roc, curves, n, rows_, roc, names)
+                    n, samples = probs.shape[1], len(target)
+                    plot_worker.submit(plotting.roc_curves, roc, curves, n, samples, roc, names)
                 else:  # a diverged run (e.g. nan_policy=skip kept it going): nothing to rank
                     log.warning("roc.png not drawn: the test probabilities are not all finite")
             if "values" in rows:
