@@ -9,6 +9,7 @@ import torch
 
 from conftest import make_cifar10, make_mnist
 from dltrain.data.loading.batches import TensorBatches
+from dltrain.data.sources import digits
 from dltrain.data.sources.cifar import CIFAR10DataModule
 from dltrain.data.sources.digits import DigitsDataModule
 from dltrain.data.sources.mnist import FashionMNISTDataModule, MNISTDataModule
@@ -97,6 +98,22 @@ def test_digits_has_fixed_test_split() -> None:
     assert torch.equal(a.test_set.y, b.test_set.y)
     assert len(a.test_set.y) == 359
     assert not torch.equal(a.val_set.y, b.val_set.y)
+
+
+def test_digits_are_scikit_learns_read_without_importing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images, target = digits.load_digits()  # read from the CSV scikit-learn ships
+    assert images.shape == (1797, 8, 8) and images.dtype == bunch.images.dtype
+    assert (images == bunch.images).all() and (target == bunch.target).all()
+    assert target.dtype == bunch.target.dtype
+    # Where this scikit-learn keeps the file elsewhere, its own loader reads it.
+    monkeypatch.setattr(digits, "_shipped_csv", lambda: None)
+    again, target_again = digits.load_digits()
+    assert (again == images).all() and (target_again == target).all()
 
 
 def test_shape_mismatch_is_a_config_error() -> None:

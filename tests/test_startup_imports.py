@@ -17,12 +17,17 @@ from conftest import run_cli
 from dltrain.runtime import lazy_imports
 
 #: Not loaded by a digits run: the runner never computes an image, text or audio metric
-#: (so no transformers, which torchmetrics' BERTScore imports), builds no torchvision
-#: model, draws its ROC curves from torchmetrics' points (no scikit-learn metrics) and
-#: was given no tracker but the CSV logger.
+#: (so no transformers, which torchmetrics' BERTScore imports, and no scipy.signal, which
+#: torchmetrics' ``__init__`` patches for an audio metric), builds no torchvision model,
+#: reads the digits without scikit-learn, draws its ROC curves from torchmetrics' points
+#: (no scikit-learn metrics), reads no table (no pandas) and was given no tracker but the
+#: CSV logger.
 NEVER_LOADED = (
     "transformers",
-    "sklearn.metrics",
+    "scipy.signal",
+    "scipy.stats",
+    "sklearn",
+    "pandas",
     "torchvision",
     "torchvision.models",
     "torchmetrics.image",
@@ -37,12 +42,11 @@ NEVER_LOADED = (
     "tensorboard",
     "tensorboardX",
 )
-#: Still loaded: torchmetrics' own top-level code reads an attribute of each
-#: (``hasattr(scipy.signal, "hamming")`` in its ``__init__``, ``plt.Figure`` in
-#: utilities/plot.py, which its ``Metric`` imports). Only the upstream patch in
-#: docs/explanation/start-up.md removes them; when a torchmetrics release does, these
-#: xfails pass and fail the suite (strict): move them up.
-NEEDS_UPSTREAM = ("scipy.signal", "matplotlib.pyplot")
+#: Still loaded: torchmetrics' own top-level code reads its attributes (``plt.Figure``
+#: in utilities/plot.py, which its ``Metric`` imports). Only the upstream patch in
+#: docs/explanation/start-up.md removes it; when a torchmetrics release does, this xfail
+#: passes and fails the suite (strict): move it up.
+NEEDS_UPSTREAM = ("matplotlib.pyplot",)
 
 
 def _imports_of(args: list[str], tmp_path: Path) -> dict[str, list[str]]:
@@ -68,7 +72,7 @@ def test_debug_fast_run_used_torchmetrics_with_families_deferred(debug_run_impor
     assert {"torchmetrics", "torchmetrics.classification", "lightning"} <= set(
         debug_run_imports["loaded"]
     )
-    assert {"torchmetrics.functional", "torchmetrics.functional.image"} <= set(
+    assert {"torchmetrics.functional", "torchmetrics.functional.image", "scipy.signal"} <= set(
         debug_run_imports["deferred"]
     )
 
@@ -95,6 +99,15 @@ import torchmetrics  # imports torchmetrics.utilities before its metric (circula
 import lightning.pytorch, torch
 assert "torchvision" not in sys.modules and "transformers" not in sys.modules
 assert not lazy_imports.loaded("torchmetrics.functional.image")
+assert not lazy_imports.loaded("scipy.signal") and "scipy.stats" not in sys.modules
+
+import scipy.signal  # torchmetrics' patch, as it would have put it: windows.hamming
+import numpy as np
+assert np.allclose(scipy.signal.hamming(5), [0.08, 0.54, 1.0, 0.54, 0.08])
+assert not lazy_imports.loaded("scipy.signal")
+b_, a_ = scipy.signal.butter(2, 0.5)  # any other name: scipy.signal's code runs
+assert np.allclose(b_, [0.29289322, 0.58578644, 0.29289322]) and lazy_imports.loaded("scipy.signal")
+assert np.allclose(scipy.signal.hamming(4), scipy.signal.windows.hamming(4))
 
 from torchmetrics.functional import mean_squared_error  # by name: runs the package
 assert float(mean_squared_error(torch.tensor([1.0, 3]), torch.tensor([2.0, 1]))) == 2.5
@@ -192,3 +205,26 @@ def test_a_deferred_package_that_fails_leaves_sys_modules_and_raises(
     with pytest.raises(ImportError, match="broken on purpose"):
         defer_broken.anything  # noqa: B018 - the read that runs it
     assert "defer_broken" not in sys.modules
+
+
+def test_stand_ins_answer_before_the_code_runs_and_yield_to_its_own_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_package(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    stand_ins = {"DOUBLE": "stand-in", "PATCHED": "stand-in"}
+    finder = lazy_imports.DeferringFinder({"defer_me": lazy_imports.Deferral(stand_ins=stand_ins)})
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    for name in ("defer_me", "defer_me.leaf", "defer_me_runs"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+    import defer_me
+
+    # A library's import-time patch reads the stand-ins: nothing runs.
+    assert hasattr(defer_me, "PATCHED") and defer_me.DOUBLE == "stand-in"
+    assert "defer_me_runs" not in sys.modules and not lazy_imports.loaded("defer_me")
+
+    assert defer_me.leaf.VALUE == 21  # noqa: PLR2004 - any other name runs the code
+    assert sys.modules["defer_me_runs"] == [1] and lazy_imports.loaded("defer_me")
+    assert defer_me.DOUBLE == 42  # noqa: PLR2004 - the package's own name replaced it
+    assert defer_me.PATCHED == "stand-in"  # a name it does not define stays

@@ -126,7 +126,14 @@ def confusion_matrix(
                 if matrix[i, j]:
                     color = "white" if rates[i, j] > 0.5 else "black"
                     left.text(
-                        j, i, str(matrix[i, j]), ha="center", va="center", color=color, fontsize=8
+                        j,
+                        i,
+                        str(matrix[i, j]),
+                        ha="center",
+                        va="center",
+                        color=color,
+                        fontsize=8,
+                        in_layout=False,  # inside its cell: not measured by the layout
                     )
     right.barh(ticks, per_class, color="tab:blue")
     right.set_yticks(ticks, names)
@@ -146,6 +153,7 @@ def confusion_matrix(
                 ha="right" if v > 0.85 else "left",
                 fontsize=8,
                 color="white" if v > 0.85 else "black",
+                in_layout=False,  # inside the bar's row, within the axes' x-range
             )
     return _save(fig, path)
 

@@ -35,6 +35,14 @@ Why this is safe (the same contract as ``importlib.util.LazyLoader``, which this
   other), which the eager ``torchmetrics.functional`` did on the way to its audio
   metrics; deferring that package without importing ``torchmetrics.utilities`` in its
   place makes ``import torchmetrics`` fail with a circular import.
+- A package may also have "stand-ins": attributes its module answers before its code
+  runs, without running it. They exist for library code that reads a package at import
+  time only to patch it: torchmetrics' ``__init__`` reads ``scipy.signal.hamming`` (and
+  sets it to ``scipy.signal.windows.hamming`` when absent, as it is since scipy 1.13),
+  which would run scipy.signal's code (and import scipy.stats) in every run. The stand-in
+  is what that patch puts there: a function that calls ``scipy.signal.windows.hamming``.
+  The package's code, when it runs, may bind the name itself (an older scipy's own
+  ``hamming``); the stand-in stays only where the package defines no such name.
 - Loading is guarded by a lock and re-entrant (the package's own code may read its
   module while it runs); another thread waits until the code has run.
 - Only plain source packages are deferred (a loader with ``exec_module`` and the
@@ -57,24 +65,47 @@ import threading
 import traceback
 import types
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-#: Packages whose ``__init__`` runs only when one of their attributes is read, each with
-#: the modules imported in its place when it is imported (see the module docstring).
-DEFERRED: Mapping[str, tuple[str, ...]] = {
+
+@dataclass(frozen=True)
+class Deferral:
+    """How one package is deferred (see the module docstring)."""
+
+    #: Modules imported in the package's place when it is imported.
+    first: tuple[str, ...] = ()
+    #: Attributes its module answers before its code runs, without running it.
+    stand_ins: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _hamming(*args: Any, **kwargs: Any) -> Any:
+    """``scipy.signal.hamming`` as torchmetrics' ``__init__`` patches it in (scipy 1.13
+    moved it to ``scipy.signal.windows``): the same window, imported when first called."""
+    from scipy.signal.windows import hamming
+
+    return hamming(*args, **kwargs)
+
+
+#: Packages whose ``__init__`` runs only when one of their attributes is read, with what
+#: is imported in their place and what they answer before then (see the module docstring).
+DEFERRED: Mapping[str, Deferral] = {
     # torchmetrics' functional __init__ imports every metric function by name, the text
     # ones (BERTScore) transformers: 1 s of every run.
-    "torchmetrics.functional": ("torchmetrics.utilities",),
+    "torchmetrics.functional": Deferral(first=("torchmetrics.utilities",)),
     # torchmetrics' metric families: each package's __init__ imports every metric of
     # the family (image -> torchvision's model zoo, text -> transformers).
-    "torchmetrics.functional.image": (),
-    "torchmetrics.functional.text": (),
-    "torchmetrics.functional.audio": (),
-    "torchmetrics.image": (),
-    "torchmetrics.text": (),
-    "torchmetrics.audio": (),
+    "torchmetrics.functional.image": Deferral(),
+    "torchmetrics.functional.text": Deferral(),
+    "torchmetrics.functional.audio": Deferral(),
+    "torchmetrics.image": Deferral(),
+    "torchmetrics.text": Deferral(),
+    "torchmetrics.audio": Deferral(),
     # torchvision's __init__ imports its model zoo.
-    "torchvision.models": (),
+    "torchvision.models": Deferral(),
+    # torchmetrics' __init__ imports scipy.signal (and with it scipy.stats, 0.6-0.8 s)
+    # only to patch in ``hamming`` for an audio metric's dependency.
+    "scipy.signal": Deferral(stand_ins={"hamming": _hamming}),
 }
 
 #: What the import system reads of a module before using it; set from the spec.
@@ -96,7 +127,7 @@ class _DeferredModule(types.ModuleType):
     """A module whose code has not run yet; the first other attribute read runs it."""
 
     def __getattribute__(self, attr: str) -> Any:
-        if attr in _PROBES:
+        if attr in _PROBES or attr in _stand_ins(self):
             return object.__getattribute__(self, attr)
         if _load(self):
             return getattr(self, attr)
@@ -105,6 +136,10 @@ class _DeferredModule(types.ModuleType):
     def __delattr__(self, attr: str) -> None:
         _load(self)  # deleting before the code ran would be undone by it
         types.ModuleType.__delattr__(self, attr)
+
+
+def _stand_ins(module: types.ModuleType) -> Mapping[str, Any]:
+    return object.__getattribute__(module, "__spec__").loader_state["stand_ins"]
 
 
 def _load(module: types.ModuleType) -> bool:
@@ -143,9 +178,9 @@ def _run(module: types.ModuleType, spec: importlib.machinery.ModuleSpec, state: 
 class _DeferringLoader(importlib.abc.Loader):
     """Wraps a source package's loader: creates the module as usual, defers its code."""
 
-    def __init__(self, real: importlib.abc.Loader, first: tuple[str, ...] = ()) -> None:
+    def __init__(self, real: importlib.abc.Loader, deferral: Deferral) -> None:
         self.real = real
-        self.first = first
+        self.deferral = deferral
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return None  # the default module, as the real (source) loader would make
@@ -155,9 +190,11 @@ class _DeferringLoader(importlib.abc.Loader):
             "loader": self.real,
             "lock": threading.RLock(),
             "loading": False,
+            "stand_ins": self.deferral.stand_ins,
         }
+        module.__dict__.update(self.deferral.stand_ins)
         module.__class__ = _DeferredModule
-        for name in self.first:  # what the rest of the parent expects imported by now
+        for name in self.deferral.first:  # what the rest of the parent expects imported
             importlib.import_module(name)
 
     def __getattr__(self, name: str) -> Any:  # get_resource_reader, get_source...
@@ -166,10 +203,13 @@ class _DeferringLoader(importlib.abc.Loader):
 
 class DeferringFinder(importlib.abc.MetaPathFinder):
     """Finds the packages in ``names`` with the other finders and defers their code.
-    ``names`` may map each package to its "first" modules (see :data:`DEFERRED`)."""
+    ``names`` may map each package to its :class:`Deferral`."""
 
-    def __init__(self, names: Iterable[str] | Mapping[str, tuple[str, ...]]) -> None:
-        self.names = dict(names) if isinstance(names, Mapping) else dict.fromkeys(names, ())
+    def __init__(self, names: Iterable[str] | Mapping[str, Deferral]) -> None:
+        if isinstance(names, Mapping):
+            self.names = dict(names)
+        else:
+            self.names = dict.fromkeys(names, Deferral())
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
@@ -186,7 +226,7 @@ class DeferringFinder(importlib.abc.MetaPathFinder):
 
 
 def _deferred(
-    spec: importlib.machinery.ModuleSpec, first: tuple[str, ...]
+    spec: importlib.machinery.ModuleSpec, deferral: Deferral
 ) -> importlib.machinery.ModuleSpec:
     """The spec with its loader wrapped, when the loader is a plain source loader."""
     loader = spec.loader
@@ -194,11 +234,11 @@ def _deferred(
         loader, importlib.machinery.SourceFileLoader | importlib.machinery.SourcelessFileLoader
     )
     if plain and spec.submodule_search_locations is not None:
-        spec.loader = _DeferringLoader(loader, first)
+        spec.loader = _DeferringLoader(loader, deferral)
     return spec
 
 
-def install(names: Mapping[str, tuple[str, ...]] = DEFERRED) -> DeferringFinder:
+def install(names: Mapping[str, Deferral] = DEFERRED) -> DeferringFinder:
     """Put the finder first on ``sys.meta_path`` (once per process). Packages already
     imported are left as they are."""
     for finder in sys.meta_path:

@@ -18,16 +18,18 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from dltrain import hub
 from dltrain.data.loading.memory import InMemoryDataModule
 from dltrain.data.loading.split import Split
-from dltrain.data.sources.tabular import TabularDataModule
 from dltrain.data.sources.text import TextDataModule, TextSplit
 from dltrain.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from dltrain.data.sources.tabular import TabularDataModule
 
 #: The words synthetic texts are made of; ``dl-smoke``'s stand-in tokenizer knows them all.
 WORDS = tuple(f"word{i}" for i in range(200))
@@ -58,6 +60,10 @@ def wrap(dm: Any) -> Any:
     read the data first) while ``standing_in()`` is active; else ``dm`` as it is."""
     if _notes is None:
         return dm
+    # Imported here: the tables' module imports pandas (0.3-0.5 s), which a run that
+    # reads no table, smoke-run or not, should not pay for.
+    from dltrain.data.sources.tabular import TabularDataModule
+
     if isinstance(dm, TabularDataModule):
         _fall_back_table(dm)
     elif isinstance(dm, InMemoryDataModule):
