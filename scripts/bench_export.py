@@ -41,20 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 WORKLOADS: dict[str, list[str]] = {
-    "mnist_cnn": [
-        "model=cnn",
-        "data=mnist",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=100",
-    ],  # fmt: skip
+    "mnist_cnn": ["model=cnn", "data=mnist", "trainer.max_epochs=1",
+                  "trainer.limit_train_batches=100"],  # fmt: skip
     "resnet18": [
-        "model=resnet",
-        "model.small_input=true",
-        "data=synthetic",
-        "data.shape=[3,32,32]",
-        "data.num_train=1024",
-        "data.num_test=512",
-        "trainer.max_epochs=1",
+        "model=resnet", "model.small_input=true", "data=synthetic", "data.shape=[3,32,32]",
+        "data.num_train=1024", "data.num_test=512", "trainer.max_epochs=1",
         "trainer.limit_train_batches=1",
     ],  # fmt: skip
     "minilm": ["experiment=rt_polarity_minilm"],

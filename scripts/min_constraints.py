@@ -44,13 +44,11 @@ def releases(name: str) -> list[Version]:
     """Every release of ``name`` the index offers (``pip index versions``)."""
     out = subprocess.run(
         [sys.executable, "-m", "pip", "index", "versions", name],
-        capture_output=True,
-        text=True,
-        check=True,
+        capture_output=True, text=True, check=True,
     ).stdout
     match = re.search(r"Available versions: (.*)", out)
     found = []
-    for text in match.group(1).split(", ") if match else []:
+    for text in (match.group(1).split(", ") if match else []):
         try:
             found.append(Version(text.strip()))
         except InvalidVersion:

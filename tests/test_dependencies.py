@@ -13,7 +13,7 @@ from conftest import ROOT
 from dltrain import errors
 
 SCRIPT = ROOT / "scripts" / "min_constraints.py"
-DECLARED = ["lightning<3,>=2.6", "torch<3,>=2.4", 'xgboost<4,>=2.1; extra == "tabular"']
+DECLARED = ["lightning<3,>=2.6", "torch<3,>=2.4", "xgboost<4,>=2.1; extra == \"tabular\""]
 
 
 def fake_environment(monkeypatch: pytest.MonkeyPatch, versions: dict[str, str | None]) -> None:
@@ -65,8 +65,5 @@ def test_min_constraints_pin_each_declared_floor(monkeypatch: pytest.MonkeyPatch
         if req.name in ("lightning", "pandas", "matplotlib", "scikit-learn")
     }
     assert floors == {
-        "lightning": "2.6.0",
-        "pandas": "2.2.2",
-        "matplotlib": "3.9.0",
-        "scikit-learn": "1.4.2",
+        "lightning": "2.6.0", "pandas": "2.2.2", "matplotlib": "3.9.0", "scikit-learn": "1.4.2"
     }

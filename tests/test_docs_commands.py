@@ -42,7 +42,9 @@ import pytest
 from conftest import BIN, ROOT, SHARED_DATA, make_image_folder, run_cli
 
 DOCS = ROOT / "docs"
-PAGES = sorted([*(DOCS / "getting-started").glob("*.md"), *(DOCS / "how-to").glob("*.md")])
+PAGES = sorted(
+    [*(DOCS / "getting-started").glob("*.md"), *(DOCS / "how-to").glob("*.md")]
+)
 MARK = re.compile(r"^\s*<!--\s*not run:\s*(\S.*?)\s*-->\s*$")
 OPEN = re.compile(r"^(\s*)```bash\s*$")
 CLOSE = re.compile(r"^\s*```\s*$")
@@ -227,8 +229,7 @@ def test_blocks_are_found_and_shortened() -> None:
 
 @pytest.mark.docs_commands
 @pytest.mark.parametrize(
-    "page",
-    [p for p in PAGES if any(b.reason is None for b in blocks(p))],
+    "page", [p for p in PAGES if any(b.reason is None for b in blocks(p))],
     ids=lambda p: p.relative_to(DOCS).as_posix(),
 )
 def test_page_commands_run(page: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -251,11 +252,7 @@ def test_page_commands_run(page: Path, tmp_path_factory: pytest.TempPathFactory)
             script = prelude + shorten(fill(command, base))
             began = time.perf_counter()
             proc = subprocess.run(
-                ["bash", "-c", script],
-                cwd=cwd,
-                env=env,
-                capture_output=True,
-                text=True,
+                ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
                 timeout=300,
             )
             timings.append((time.perf_counter() - began, f"{block.page}:{line}"))
@@ -264,7 +261,7 @@ def test_page_commands_run(page: Path, tmp_path_factory: pytest.TempPathFactory)
                 f"ran: {script}\n{proc.stdout[-1500:]}\n{proc.stderr[-2500:]}"
             )
             if not head_word(command):
-                prelude += script[len(prelude) :] + "\n"
+                prelude += script[len(prelude):] + "\n"
             moved = re.search(r"(?:^|&&|;)\s*cd\s+(\S+)\s*(?:$|&&|;|#)", command)
             if moved:
                 cwd = cwd / shlex.split(moved.group(1))[0]

@@ -119,79 +119,28 @@ def _table() -> Tensor:
 
 FAMILIES: dict[str, tuple[dict[str, Any], str]] = {
     "mlp": ({"_target_": "dltrain.nets.mlp.MLP", "in_shape": [1, 8, 8], "hidden": [16]}, "img1"),
-    "cnn": (
-        {
-            "_target_": "dltrain.nets.cnn.CNN",
-            "in_shape": [1, 8, 8],
-            "channels": [4, 8],
-            "hidden": 8,
-        },
-        "img1",
-    ),  # fmt: skip
-    "resnet": (
-        {"_target_": "dltrain.nets.resnet.ResNet", "in_shape": [3, 16, 16], "small_input": True},
-        "img3",
-    ),  # fmt: skip
-    "vit": (
-        {
-            "_target_": "dltrain.nets.vit.ViT",
-            "in_shape": [1, 8, 8],
-            "patch_size": 4,
-            "width": 16,
-            "depth": 1,
-            "heads": 2,
-        },
-        "img1",
-    ),  # fmt: skip
-    "cnn1d": (
-        {"_target_": "dltrain.nets.cnn1d.CNN1D", "in_shape": [1, 20], "channels": [4, 8]},
-        "seq",
-    ),  # fmt: skip
+    "cnn": ({"_target_": "dltrain.nets.cnn.CNN", "in_shape": [1, 8, 8], "channels": [4, 8],
+             "hidden": 8}, "img1"),  # fmt: skip
+    "resnet": ({"_target_": "dltrain.nets.resnet.ResNet", "in_shape": [3, 16, 16],
+                "small_input": True}, "img3"),  # fmt: skip
+    "vit": ({"_target_": "dltrain.nets.vit.ViT", "in_shape": [1, 8, 8], "patch_size": 4,
+             "width": 16, "depth": 1, "heads": 2}, "img1"),  # fmt: skip
+    "cnn1d": ({"_target_": "dltrain.nets.cnn1d.CNN1D", "in_shape": [1, 20],
+               "channels": [4, 8]}, "seq"),  # fmt: skip
     "gru": ({"_target_": "dltrain.nets.rnn.GRU", "in_shape": [1, 20], "hidden": 8}, "seq"),
-    "lstm": (
-        {
-            "_target_": "dltrain.nets.rnn.LSTM",
-            "in_shape": [1, 20],
-            "hidden": 8,
-            "bidirectional": True,
-        },
-        "seq",
-    ),  # fmt: skip
-    "transformer_seq": (
-        {
-            "_target_": "dltrain.nets.transformer_seq.SequenceTransformer",
-            "in_shape": [1, 20],
-            "width": 16,
-            "depth": 1,
-            "heads": 2,
-        },
-        "seq",
-    ),  # fmt: skip
-    "textcnn": (
-        {
-            "_target_": "dltrain.nets.textcnn.TextCNN",
-            "vocab_size": 60,
-            "embed_dim": 8,
-            "channels": 4,
-        },
-        "text",
-    ),  # fmt: skip
+    "lstm": ({"_target_": "dltrain.nets.rnn.LSTM", "in_shape": [1, 20], "hidden": 8,
+              "bidirectional": True}, "seq"),  # fmt: skip
+    "transformer_seq": ({"_target_": "dltrain.nets.transformer_seq.SequenceTransformer",
+                         "in_shape": [1, 20], "width": 16, "depth": 1,
+                         "heads": 2}, "seq"),  # fmt: skip
+    "textcnn": ({"_target_": "dltrain.nets.textcnn.TextCNN", "vocab_size": 60,
+                 "embed_dim": 8, "channels": 4}, "text"),  # fmt: skip
     "hf_classifier": ({"_target_": "dltrain.nets.hf_classifier.HFSequenceClassifier"}, "text"),
-    "ft_transformer": (
-        {
-            "_target_": "dltrain.nets.ft_transformer.FTTransformer",
-            "in_shape": [6],
-            "tabular": TAB,
-            "d_token": 8,
-            "n_blocks": 1,
-            "heads": 2,
-        },
-        "table",
-    ),  # fmt: skip
-    "tabular_mlp": (
-        {"_target_": "dltrain.nets.mlp.MLP", "in_shape": [6], "hidden": [8], "tabular": TAB},
-        "table",
-    ),  # fmt: skip
+    "ft_transformer": ({"_target_": "dltrain.nets.ft_transformer.FTTransformer",
+                        "in_shape": [6], "tabular": TAB, "d_token": 8, "n_blocks": 1,
+                        "heads": 2}, "table"),  # fmt: skip
+    "tabular_mlp": ({"_target_": "dltrain.nets.mlp.MLP", "in_shape": [6], "hidden": [8],
+                     "tabular": TAB}, "table"),  # fmt: skip
 }
 
 

@@ -196,7 +196,7 @@ def test_the_wheel_trains_the_built_in_digits_from_any_folder(installed: Path, t
 # ---- a user's project folder: own net, data module, LightningModule, experiment ----------
 
 USER_FILES = {
-    "mynet.py": """
+    "mynet.py": '''
 from torch import nn
 
 
@@ -212,7 +212,7 @@ class MyNet(nn.Module):
 
     def forward(self, x):
         return self.body(x)
-""",
+''',
     # In src/, to show that the project's src/ is importable too.
     "src/stripes_data.py": '''
 import lightning.pytorch as pl
@@ -345,9 +345,13 @@ def test_the_wheel_runs_a_user_project_with_its_own_classes(installed: Path, tmp
     assert "mymodule" in groups["module"].split(", ")
     args = ["experiment=stripes", "callbacks.plots=null"]
     search = ["hparams_search=stripes_optuna"]
-    first = _train_resume_sweep_eval_predict(installed, project, args, search, "val/smooth_loss")
+    first = _train_resume_sweep_eval_predict(
+        installed, project, args, search, "val/smooth_loss"
+    )
     # The module's own metrics are the run's record; the project's adam.yaml was used.
-    assert {"train/smooth_loss", "val/smooth_loss", "val/hits", "test/acc"} <= set(first["metrics"])
+    assert {"train/smooth_loss", "val/smooth_loss", "val/hits", "test/acc"} <= set(
+        first["metrics"]
+    )
     run_dir = project / "outputs" / "run"
     assert "lr: 0.02\n" in (run_dir / ".hydra" / "config.yaml").read_text()
     assert "provider: dl-train project" in (run_dir / ".hydra" / "hydra.yaml").read_text()

@@ -92,7 +92,9 @@ def test_an_option_added_without_a_comment_is_named(scratch_configs: Path) -> No
     # Described once for the group, an experiment's override needs no second comment.
     assert "configs/experiment/seed_mlp.yaml:model.depth_scale" in undocumented(scratch_configs)
     mlp.write_text(base + "depth_scale: 1  # layers repeated this many times (>= 1)\n")
-    assert "configs/experiment/seed_mlp.yaml:model.depth_scale" not in undocumented(scratch_configs)
+    assert "configs/experiment/seed_mlp.yaml:model.depth_scale" not in undocumented(
+        scratch_configs
+    )
 
 
 def test_a_changed_comment_makes_the_reference_stale(
@@ -124,6 +126,6 @@ def test_pages_hold_what_the_code_says(pages: dict[str, str]) -> None:
     for command in cli_page.commands(ROOT):  # pyproject.toml's [project.scripts]
         assert f"## {command} {{#{command}}}" in pages["cli.md"]
         assert f"$ {command} --help" in pages["cli.md"]
-    assert (
-        "| `seed` | `42` | Seed for everything (weights, split, batch order)" in pages["configs.md"]
-    )
+    assert "| `seed` | `42` | Seed for everything (weights, split, batch order)" in pages[
+        "configs.md"
+    ]

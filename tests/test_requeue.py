@@ -73,12 +73,9 @@ def _srun(tmp_path: Path, run_dir: Path, usr1_at: str = "") -> list[subprocess.C
     )  # fmt: skip
     procs = [
         subprocess.Popen(
-            [str(BIN / "dl-train"), *RUN, f"hydra.run.dir={run_dir}"],
-            cwd=tmp_path,
+            [str(BIN / "dl-train"), *RUN, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
             env={**env, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         for rank in (0, 1)
     ]

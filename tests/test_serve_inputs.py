@@ -116,9 +116,7 @@ def test_predict_rows_of_an_export_without_torch(tabular: dict, tmp_path: Path) 
             "model was trained on (the target may be left out)"))  # fmt: skip
         r = server.client.post("/predict", json={"rows": [{"a": [1]}]})
         assert (r.status_code, r.json()["error"]) == (
-            422,
-            "rows[0] has a value that is not a string, number or null",
-        )
+            422, "rows[0] has a value that is not a string, number or null")
     finally:
         assert server.stop()[0] == 0
 
@@ -180,16 +178,13 @@ def test_exports_that_are_not_onnx_are_refused_in_one_line(tmp_path: Path) -> No
         card.ExportCard(fmt, model, "classification", ["a", "b"], spec, out, "x").write(folder)
         done = run_cli([f"ckpt_path={folder}"], tmp_path, cmd="dl-serve")
         assert done.returncode == 2, done.stderr
-        assert (
-            done.stderr.strip()
-            == {
-                "xgboost": f"error: {folder} holds xgboost boosted trees, which dl-predict/dl-serve "
-                "do not run from an export — predict with its checkpoint: dl-predict "
-                "ckpt_path=<run dir>/checkpoints/model.ckpt inputs=rows.csv",
-                "pt2": f"error: {folder} holds a pt2 export, not ONNX — export with format=onnx to "
-                "predict or serve without torch",
-            }[fmt]
-        )
+        assert done.stderr.strip() == {
+            "xgboost": f"error: {folder} holds xgboost boosted trees, which dl-predict/dl-serve "
+            "do not run from an export — predict with its checkpoint: dl-predict "
+            "ckpt_path=<run dir>/checkpoints/model.ckpt inputs=rows.csv",
+            "pt2": f"error: {folder} holds a pt2 export, not ONNX — export with format=onnx to "
+            "predict or serve without torch",
+        }[fmt]
 
 
 def test_a_pretrained_tokenizer_file_encodes_as_the_training_tokenizer(tmp_path: Path) -> None:

@@ -115,7 +115,9 @@ def _default(entry: object) -> str:
     return str(entry)
 
 
-def _row(option: Option, key: Key, found: Found, prefer: list[str]) -> tuple[str, ...] | None:
+def _row(
+    option: Option, key: Key, found: Found, prefer: list[str]
+) -> tuple[str, ...] | None:
     if key.path.split(".")[0] == "defaults":
         return None
     name = key.path.rsplit(".", 1)[-1]

@@ -159,7 +159,9 @@ def main(train: Callable[[], None], argv: list[str] | None = None) -> int:
         description="Run every experiment config for one batch on the CPU (debug=fast) "
         "and print a pass/fail table. Exit 1 if any fails.",
     )
-    parser.add_argument("args", nargs="*", help="experiment names and/or key=value overrides")
+    parser.add_argument(
+        "args", nargs="*", help="experiment names and/or overrides (key=value, ~key)"
+    )
     parser.add_argument("--all", action="store_true", help="built-in and project experiments")
     parser.add_argument("--config-dir", action="append", default=[], help="more config folders")
     parser.add_argument(
@@ -178,8 +180,8 @@ def main(train: Callable[[], None], argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     forwarded = [a for d in opts.config_dir for a in ("--config-dir", d)]
     project.take_config_dirs(forwarded)  # into DLTRAIN_CONFIG_PATH, which the runs inherit
-    overrides = [a for a in opts.args if "=" in a]
-    names = [a for a in opts.args if "=" not in a]
+    overrides = [a for a in opts.args if _is_override(a)]
+    names = [a for a in opts.args if not _is_override(a)]
     chosen = experiments(opts.all or bool(names))
     if names:
         known = dict(chosen)
@@ -207,6 +209,11 @@ def main(train: Callable[[], None], argv: list[str] | None = None) -> int:
             shutil.rmtree(out, ignore_errors=True)
     print(table(outcomes))
     return 0 if all(o.ok for o in outcomes) else 1
+
+
+def _is_override(arg: str) -> bool:
+    """``key=value``, ``+key=value`` and Hydra's deletion ``~key`` (no ``=``)."""
+    return "=" in arg or arg.startswith("~")
 
 
 def _said(outcome: Outcome) -> None:

@@ -57,6 +57,7 @@ class Split:
         )
 
 
+
 def devices_per_node(cfg: DictConfig) -> int | None:
     """Processes one run starts on each node; ``None``: one per visible GPU (-1, "auto")."""
     devices = cfg.trainer.get("devices", 1)
@@ -67,7 +68,6 @@ def devices_per_node(cfg: DictConfig) -> int | None:
     if str(devices).strip().isdigit():
         return int(str(devices))
     return None
-
 
 def split(global_batch: int, processes: int, cap: int | None = None) -> Split:
     """The smallest accumulation that divides ``global_batch`` evenly over ``processes``

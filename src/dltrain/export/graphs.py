@@ -70,7 +70,9 @@ def export_program(graph: Graph) -> Any:
             dims[1] = torch.export.Dim.DYNAMIC  # a net may bound it (TextCNN's widest filter)
         dynamic[t.name] = dims
     try:
-        return torch.export.export(graph.module, graph.args(), dynamic_shapes=dynamic, strict=False)
+        return torch.export.export(
+            graph.module, graph.args(), dynamic_shapes=dynamic, strict=False
+        )
     except Exception as ex:  # noqa: BLE001 - torch.export raises many kinds; one line out
         raise RunError(
             f"cannot capture {_net_name(graph)} as a graph (torch.export): {_first_line(ex)}",

@@ -63,7 +63,8 @@ def _preparation(card: ExportCard) -> list[str]:
         n = spec.normalization
         lines = [
             "Normalisation is not part of the graph; apply it per channel c before running:",
-            f"`x = (stored / {n.scale:g} - mean[c]) / std[c]` with mean = {n.mean}, std = {n.std}.",
+            f"`x = (stored / {n.scale:g} - mean[c]) / std[c]` with mean = {n.mean}, "
+            f"std = {n.std}.",
         ]
         if spec.stored_shape and spec.stored_shape != spec.shape:
             lines.append(
