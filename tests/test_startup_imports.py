@@ -21,7 +21,8 @@ from dltrain.runtime import lazy_imports
 #: torchmetrics' ``__init__`` patches for an audio metric), builds no torchvision model,
 #: reads the digits without scikit-learn, draws its ROC curves from torchmetrics' points
 #: (no scikit-learn metrics), reads no table (no pandas) and was given no tracker but the
-#: CSV logger.
+#: CSV logger. Nor does it compile anything: Lightning's and torch.optim's reads of
+#: ``torch._dynamo`` are answered by its stand-ins (runtime/dynamo_stand_ins.py).
 NEVER_LOADED = (
     "transformers",
     "scipy.signal",
@@ -30,6 +31,9 @@ NEVER_LOADED = (
     "pandas",
     "torchvision",
     "torchvision.models",
+    "torch._dynamo",
+    "torch._inductor",
+    "sympy",
     "torchmetrics.image",
     "torchmetrics.functional.image",
     "torchmetrics.functional.image.arniqa",
@@ -147,8 +151,9 @@ def test_deferred_packages_work_when_used(tmp_path: Path) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # The two families this script never touched are still deferred.
-    assert proc.stdout.strip() == "ok ['torchmetrics.audio', 'torchmetrics.functional.text']"
+    # The two families this script never touched are still deferred, and Inductor.
+    deferred = "['torch._inductor', 'torchmetrics.audio', 'torchmetrics.functional.text']"
+    assert proc.stdout.strip() == f"ok {deferred}"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -228,3 +233,136 @@ def test_stand_ins_answer_before_the_code_runs_and_yield_to_its_own_names(
     assert sys.modules["defer_me_runs"] == [1] and lazy_imports.loaded("defer_me")
     assert defer_me.DOUBLE == 42  # noqa: PLR2004 - the package's own name replaced it
     assert defer_me.PATCHED == "stand-in"  # a name it does not define stays
+
+
+# Dynamo deferred, then used for real: what a run touches before anything is compiled
+# leaves it unrun; torch.compile runs it, and what was taken before answers as its own.
+USE_DYNAMO = """
+import sys
+from dltrain.runtime import lazy_imports
+lazy_imports.install()
+import lightning.pytorch, torch
+from lightning.fabric.wrappers import OptimizedModule as LightningsOptimizedModule
+from lightning.fabric.wrappers import _unwrap_compiled
+
+def untraced_only(x):
+    return x * 2 if not torch.compiler.is_compiling() else x * 3
+
+net = torch.nn.Linear(3, 2)
+opt = torch.optim.Adam(net.parameters())
+net(torch.ones(1, 3)).sum().backward()
+opt.step(); opt.zero_grad(); opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(1))]})
+untraced = torch._dynamo.disable(untraced_only)
+assert untraced(torch.ones(1)).item() == 2 and untraced.__name__ == "untraced_only"
+assert not isinstance(net, LightningsOptimizedModule)
+assert not lazy_imports.loaded("torch._dynamo") and "sympy" not in sys.modules
+seeded = torch.manual_seed
+
+compiled = torch.compile(net, backend="eager")  # Dynamo's code runs
+assert compiled(torch.ones(1, 3)).shape == (1, 2) and lazy_imports.loaded("torch._dynamo")
+assert isinstance(compiled, LightningsOptimizedModule)
+assert not isinstance(net, LightningsOptimizedModule)
+assert issubclass(type(compiled), LightningsOptimizedModule)
+assert _unwrap_compiled(compiled)[0] is net
+assert torch.manual_seed is not seeded  # the package's own patch, made when it ran
+
+# The stand-in disable, taken before, now is Dynamo's: a compiled caller does not trace
+# into it (it would take the is_compiling branch: x * 3).
+calls = torch.compile(lambda x: untraced(x) + 1, backend="eager", fullgraph=False)
+assert calls(torch.ones(1)).item() == 3
+opt.step(); opt.zero_grad()  # the optimizer's cached wrappers, through Dynamo's disable
+step = torch.compile(lambda: opt.zero_grad(), backend="eager")
+step()
+import torch._dynamo.utils
+assert sys.modules["torch._dynamo"].utils is sys.modules["torch._dynamo.utils"]
+print("ok")
+"""
+
+# A submodule of Dynamo imported first (torchvision.ops does): the package's code runs
+# before it, once, as in an eager import.
+SUBMODULE_FIRST = """
+import sys
+from dltrain.runtime import lazy_imports
+lazy_imports.install()
+import torch
+import torchvision
+assert not lazy_imports.loaded("torchvision.ops") and not lazy_imports.loaded("torch._dynamo")
+from torchvision.ops.boxes import box_area  # a submodule: the package runs first
+assert lazy_imports.loaded("torchvision.ops") and lazy_imports.loaded("torch._dynamo")
+assert box_area(torch.tensor([[0.0, 0, 2, 3]])).item() == 6
+assert torchvision.ops.nms is sys.modules["torchvision.ops.boxes"].nms
+from torch._dynamo.utils import is_compile_supported
+assert is_compile_supported("cpu") in (True, False)
+assert sys.modules["torch._dynamo"].utils is sys.modules["torch._dynamo.utils"]
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("script", [USE_DYNAMO, SUBMODULE_FIRST], ids=["compile", "submodule"])
+def test_deferred_dynamo_works_when_used(script: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ok"
+
+
+def _write_parent_first(root: Path) -> None:
+    """A package whose submodule imports a name from the package (as Dynamo's do), and
+    whose code imports that submodule itself; ``conf`` is a plain leaf."""
+    pkg = root / "defer_parent"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "import sys\nRUNS = sys.modules.setdefault('defer_parent_runs', [])\n"
+        "RUNS.append('package')\nSHARED = 'shared'\nfrom defer_parent import child\n"
+    )
+    (pkg / "child.py").write_text(
+        "import sys\nsys.modules['defer_parent_runs'].append('child')\n"
+        "from defer_parent import SHARED\n"
+    )
+    (pkg / "conf.py").write_text("FLAG = False\n")
+
+
+def test_runs_before_submodules_runs_the_package_once_before_a_submodule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_parent_first(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    deferral = lazy_imports.Deferral(runs_before_submodules=True)
+    finder = lazy_imports.DeferringFinder({"defer_parent": deferral})
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    for name in ("defer_parent", "defer_parent.child", "defer_parent_runs"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+    import defer_parent
+
+    assert "defer_parent_runs" not in sys.modules
+    from defer_parent.child import SHARED  # the package first, then (inside it) the child
+
+    assert SHARED == "shared"
+    assert sys.modules["defer_parent_runs"] == ["package", "child"]  # each ran once
+    assert defer_parent.child is sys.modules["defer_parent.child"]
+    loader = sys.modules["defer_parent.child"].__spec__.loader  # its own, given back
+    assert type(loader).__name__ == "SourceFileLoader"
+
+
+def test_listed_submodules_answer_without_running_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_parent_first(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    deferral = lazy_imports.Deferral(submodules=("conf",))
+    finder = lazy_imports.DeferringFinder({"defer_parent": deferral})
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    for name in ("defer_parent", "defer_parent.conf", "defer_parent_runs"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+    import defer_parent.conf as conf  # torch.use_deterministic_algorithms' import
+
+    conf.FLAG = True
+    assert sys.modules["defer_parent"].conf is conf and "defer_parent_runs" not in sys.modules
+    assert sys.modules["defer_parent"].SHARED == "shared"  # any other name runs it
+    assert sys.modules["defer_parent_runs"] == ["package", "child"]

@@ -1,5 +1,5 @@
-"""Deferred package initialisers: the parts of torchmetrics and torchvision a run never
-uses are not imported until something touches them.
+"""Deferred package initialisers: the parts of torchmetrics, torchvision, scipy and torch
+(Dynamo, Inductor) a run never uses are not imported until something touches them.
 
 Why: ``import lightning`` imports all of torchmetrics (``lightning.fabric.utilities.
 imports`` reads its version by importing it), and torchmetrics' ``__init__`` modules
@@ -43,6 +43,14 @@ Why this is safe (the same contract as ``importlib.util.LazyLoader``, which this
   is what that patch puts there: a function that calls ``scipy.signal.windows.hamming``.
   The package's code, when it runs, may bind the name itself (an older scipy's own
   ``hamming``); the stand-in stays only where the package defines no such name.
+- A package whose submodules import names from the package itself (``torch._dynamo``'s
+  do) "runs before its submodules": asked for one of its submodules, the finder runs
+  the package's code first, as an eager import would have. When that code imported the
+  very submodule on its way, the finder returns the module it made (the import system,
+  past its check of ``sys.modules``, would otherwise run the submodule's code again).
+- A package may list submodules its module answers once they are imported, without
+  running its code: ``torch.use_deterministic_algorithms`` imports
+  ``torch._inductor.config`` to set one flag, and Inductor's code imports Dynamo.
 - Loading is guarded by a lock and re-entrant (the package's own code may read its
   module while it runs); another thread waits until the code has run.
 - Only plain source packages are deferred (a loader with ``exec_module`` and the
@@ -68,6 +76,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dltrain.runtime import dynamo_stand_ins
+
 
 @dataclass(frozen=True)
 class Deferral:
@@ -77,6 +87,11 @@ class Deferral:
     first: tuple[str, ...] = ()
     #: Attributes its module answers before its code runs, without running it.
     stand_ins: Mapping[str, Any] = field(default_factory=dict)
+    #: Submodules its module answers, once imported, without running its code.
+    submodules: tuple[str, ...] = ()
+    #: Whether importing one of its submodules runs its code first, as an eager import
+    #: does: for packages whose submodules import names from the package itself.
+    runs_before_submodules: bool = False
 
 
 def _hamming(*args: Any, **kwargs: Any) -> Any:
@@ -106,6 +121,15 @@ DEFERRED: Mapping[str, Deferral] = {
     # torchmetrics' __init__ imports scipy.signal (and with it scipy.stats, 0.6-0.8 s)
     # only to patch in ``hamming`` for an audio metric's dependency.
     "scipy.signal": Deferral(stand_ins={"hamming": _hamming}),
+    # Dynamo, ~1 s, imported by Lightning and torch.optim for names that do nothing
+    # until something is compiled (runtime/dynamo_stand_ins.py).
+    "torch._dynamo": Deferral(stand_ins=dynamo_stand_ins.STAND_INS, runs_before_submodules=True),
+    # torchvision's detection ops; roi_align imports Dynamo. Their package code also
+    # registers the ops' ONNX exporters, so a submodule import runs it first.
+    "torchvision.ops": Deferral(runs_before_submodules=True),
+    # Inductor's __init__ imports Dynamo; torch.use_deterministic_algorithms, which
+    # Lightning calls in every run, only sets a flag in its config.
+    "torch._inductor": Deferral(submodules=("config", "custom_graph_pass")),
 }
 
 #: What the import system reads of a module before using it; set from the spec.
@@ -127,8 +151,12 @@ class _DeferredModule(types.ModuleType):
     """A module whose code has not run yet; the first other attribute read runs it."""
 
     def __getattribute__(self, attr: str) -> Any:
-        if attr in _PROBES or attr in _stand_ins(self):
+        if attr in _PROBES or attr in _deferral(self).stand_ins:
             return object.__getattribute__(self, attr)
+        if attr in _deferral(self).submodules:
+            name = object.__getattribute__(self, "__name__")
+            if f"{name}.{attr}" in sys.modules:
+                return sys.modules[f"{name}.{attr}"]
         if _load(self):
             return getattr(self, attr)
         return types.ModuleType.__getattribute__(self, attr)  # its own code, while it runs
@@ -138,8 +166,8 @@ class _DeferredModule(types.ModuleType):
         types.ModuleType.__delattr__(self, attr)
 
 
-def _stand_ins(module: types.ModuleType) -> Mapping[str, Any]:
-    return object.__getattribute__(module, "__spec__").loader_state["stand_ins"]
+def _deferral(module: types.ModuleType) -> Deferral:
+    return object.__getattribute__(module, "__spec__").loader_state["deferral"]
 
 
 def _load(module: types.ModuleType) -> bool:
@@ -190,7 +218,7 @@ class _DeferringLoader(importlib.abc.Loader):
             "loader": self.real,
             "lock": threading.RLock(),
             "loading": False,
-            "stand_ins": self.deferral.stand_ins,
+            "deferral": self.deferral,
         }
         module.__dict__.update(self.deferral.stand_ins)
         module.__class__ = _DeferredModule
@@ -215,7 +243,7 @@ class DeferringFinder(importlib.abc.MetaPathFinder):
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname not in self.names:
-            return None
+            return self._load_parent_first(fullname)
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
@@ -223,6 +251,43 @@ class DeferringFinder(importlib.abc.MetaPathFinder):
             if spec is not None:
                 return _deferred(spec, self.names[fullname])
         return None
+
+
+    def _load_parent_first(self, fullname: str) -> importlib.machinery.ModuleSpec | None:
+        """For a submodule of a deferred package that ``runs_before_submodules``: run the
+        package's code, as an eager import would have before this one; ``None`` lets the
+        other finders find the submodule, unless that code has imported it already."""
+        parent = sys.modules.get(fullname.rpartition(".")[0])
+        if type(parent) is not _DeferredModule:
+            return None
+        if not _deferral(parent).runs_before_submodules or not _load(parent):
+            return None  # (not loaded: the package's own code imports its submodule)
+        done = sys.modules.get(fullname)
+        return None if done is None else _already_imported(done)
+
+
+class _AlreadyImported(importlib.abc.Loader):
+    """The loader for a submodule that its package's code imported on the way to the
+    import that asked for it. The import system, past its check of ``sys.modules``,
+    loads whatever spec a finder returns: this one hands back the module as it is."""
+
+    def __init__(self, module: types.ModuleType, real: Any) -> None:
+        self.module = module
+        self.real = real
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return self.module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__spec__.loader = self.real  # its spec as it was
+
+
+def _already_imported(module: types.ModuleType) -> importlib.machinery.ModuleSpec:
+    """The module's own spec (which the import system sets on it again), lent a loader
+    that creates nothing and runs nothing."""
+    spec = module.__spec__
+    spec.loader = _AlreadyImported(module, spec.loader)
+    return spec
 
 
 def _deferred(
