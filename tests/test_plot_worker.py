@@ -95,3 +95,24 @@ def test_the_worker_exits_when_the_run_is_killed() -> None:
     while not gone() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert gone()
+
+
+def test_figures_only_built_write_nothing_but_still_fail_on_wrong_wiring(tmp_path: Path) -> None:
+    # dl-smoke's figures (render=False): built in the worker, no PNG, nothing logged as
+    # drawn; a class-name list that does not match the matrix fails as when rendered.
+    cm, curves = tmp_path / "cm.png", tmp_path / "curves.png"
+    assert plot_worker.submit(plotting.learning_curves, curves, ROWS, curves, "t", render=False)
+    assert plot_worker.submit(
+        plotting.confusion_matrix, cm, np.eye(3, dtype=int), cm, ["a", "b", "c"], render=False
+    )
+    assert plot_worker.wait_all() == [] and not list(tmp_path.iterdir())
+    plot_worker.submit(plotting.confusion_matrix, cm, np.eye(3, dtype=int), cm, ["a", "b"],
+                       render=False)  # fmt: skip
+    with pytest.raises(ValueError, match="does not match the number of labels"):
+        plot_worker.wait_all()
+    # Rendering is back after the block: the same figure, drawn, in this process.
+    with plotting.building_only():
+        plotting.learning_curves(ROWS, curves)
+    assert not curves.exists()
+    plotting.learning_curves(ROWS, curves)
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -246,6 +246,29 @@ def test_dl_smoke_passes_built_ins_offline_with_stand_ins(
     for name in ("imdb_bert", "finetune_resnet_folder", "rt_polarity_textcnn_distilled"):
         results = json.loads((out / name / "results.json").read_text())
         assert (results["status"], results["steps"]) == ("completed", 1)
+        # The figures were built from the run's data, none rendered (smoke_plan.py).
+        overrides = (out / name / ".hydra/overrides.yaml").read_text()
+        assert "- callbacks.plots.render=false" in overrides
+        assert not list(out.glob(f"{name}/plots/*.png"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ([], ["callbacks.plots.render=false"]),
+        (["callbacks.plots.render=true"], []),  # the user's word stands
+        (["~callbacks.plots"], []),  # no plots callback: nothing to set
+    ],
+)
+def test_smoke_builds_figures_without_rendering_them(
+    tmp_path: Path, overrides: list[str], expected: list[str]
+) -> None:
+    from dltrain.commands import smoke_plan
+
+    args = ["experiment=mnist_speed", *overrides]
+    found = smoke_plan.plan(compose_train(args), tmp_path, args)
+    assert [o for o in found.overrides if o.startswith("callbacks.plots")] == expected
+    assert found.notes == []  # the row stays "pass"
 
 
 def compose_train(overrides: list[str]):

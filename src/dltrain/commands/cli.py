@@ -242,9 +242,11 @@ def init_main() -> None:
 
 def smoke_main() -> None:
     """``dl-smoke``: every experiment for one batch on the CPU, a pass/fail table."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # No collections while torch and Lightning import; smoke_run.warm_up freezes them.
+    startup.defer_collection()
     from dltrain.commands.smoke import main
 
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     _run_main(lambda: main(train_main))
 
 

@@ -19,6 +19,10 @@ And not a stand-in but a smoke run's one batch: a boosted-tree model trains
 validation and test batch is no larger than the training batch (``data.eval_batch_size``
 capped at ``data.batch_size``: an experiment's evaluation batch of 1,000 images through
 a ResNet is most of its smoke run, and checks no wiring the training batch does not).
+Nor are the run's figures rendered (``callbacks.plots.render=false``): each is built
+from the run's data, every call of ``records/plotting.py`` made, but matplotlib's
+layout, rasterising and PNG writing (~0.3 s of CPU a figure, the same work for every
+experiment) are skipped. ``dl-smoke callbacks.plots.render=true`` renders them.
 
 Data that is absent is replaced at run time instead (``stand_in.wrap``): only reading
 it can tell.
@@ -70,6 +74,7 @@ def plan(
     out = Plan()
     _fill_required_data(cfg, assets, out)
     _one_eval_batch(cfg, out)
+    _figures_built_only(cfg, args or [], out)
     if args is not None and train is not None:
         _teacher(cfg, args, assets, out, train)
     model = cfg.get("model")
@@ -92,6 +97,16 @@ def _one_eval_batch(cfg: DictConfig, out: Plan) -> None:
     train, evaluate = data.get("batch_size"), data.get("eval_batch_size")
     if isinstance(train, int) and isinstance(evaluate, int) and evaluate > train:
         out.overrides.append(f"data.eval_batch_size={train}")
+
+
+def _figures_built_only(cfg: DictConfig, args: list[str], out: Plan) -> None:
+    """``callbacks.plots.render=false`` where the run's plots callback has that key and
+    the command line does not set it (module docstring)."""
+    plots = OmegaConf.select(cfg, "callbacks.plots")
+    if not OmegaConf.is_dict(plots) or "render" not in plots:
+        return
+    if not any(a.lstrip("+").startswith("callbacks.plots.render=") for a in args):
+        out.overrides.append("callbacks.plots.render=false")
 
 
 def _teacher(

@@ -79,8 +79,13 @@ def run_cli(main: Callable[[], None], argv: list[str]) -> Finished:
 def warm_up() -> None:
     """Import what every ``dl-train`` run imports, once, before the first snapshot: the
     libraries' import-time settings (their loggers) are then part of the state every run
-    starts from, as in a fresh ``dl-train`` process."""
+    starts from, as in a fresh ``dl-train`` process. Then freeze what the imports made
+    (``runtime/startup.py``), as ``dl-train`` does: the full collection after each run
+    (``isolated``) and the workers forked from here no longer walk it."""
     import dltrain.commands.train  # noqa: F401 - torch, Lightning, the recipe
+    from dltrain.runtime import startup
+
+    startup.freeze_imports()
 
 
 def run_all(

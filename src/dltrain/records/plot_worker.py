@@ -97,9 +97,15 @@ def start() -> None:
         _pool.submit(_warm)
 
 
-def submit(draw: Callable[..., Path], path: Path, *args: Any) -> bool:
+def submit(draw: Callable[..., Path], path: Path, *args: Any, render: bool = True) -> bool:
     """Draw ``draw(*args)`` (a function of records/plotting.py that writes ``path``) in the
-    worker. ``False``: skipped, ``path`` was drawn from the same arguments already."""
+    worker; ``render=False``: build the figure only (``plotting.building_only``), no PNG.
+    ``False``: skipped, ``path`` was drawn from the same arguments already."""
+    if not render:
+        start()
+        assert _pool is not None
+        _pending.append((path, _pool.submit(_build, draw, *args)))
+        return True
     digest = hashlib.sha1(pickle.dumps((draw.__qualname__, path, args))).hexdigest()
     if _drawn.get(path) == digest and path.exists():
         return False
@@ -108,6 +114,14 @@ def submit(draw: Callable[..., Path], path: Path, *args: Any) -> bool:
     _drawn[path] = digest
     _pending.append((path, _pool.submit(draw, *args)))
     return True
+
+
+def _build(draw: Callable[..., Path], *args: Any) -> None:
+    """In the worker: ``draw(*args)`` with its figure built, not rendered nor written."""
+    from dltrain.records import plotting
+
+    with plotting.building_only():
+        draw(*args)
 
 
 def wait_all(raise_errors: bool = True) -> list[Path]:
@@ -126,8 +140,9 @@ def wait_all(raise_errors: bool = True) -> list[Path]:
             log.warning("%s not drawn: %s: %s", path.name, type(ex).__name__, ex)
             first_error = first_error or ex
         else:
-            drawn.append(path)
-            log.info("wrote %s", path)
+            if path.exists():  # (a figure only built writes nothing)
+                drawn.append(path)
+                log.info("wrote %s", path)
     if _pool is not None:
         _pool.shutdown(wait=True)
         _pool = None

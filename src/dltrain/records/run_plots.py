@@ -37,6 +37,8 @@ class RunPlots(Callback):
         num_classes: classes of the confusion matrix; ``None``: the data module's
             ``num_classes`` (a user's data module may have it only as an attribute).
         class_names: optional labels for the matrix axes (indices otherwise).
+        render: ``False``: build every figure from the run's data without rendering or
+            writing its PNG (``plotting.building_only``), as ``dl-smoke`` does.
 
     The confusion matrix needs the test predictions: ``test_step`` returns
     ``{"preds": ..., "target": ...}`` and a torchmetrics ``MulticlassConfusionMatrix``
@@ -49,9 +51,14 @@ class RunPlots(Callback):
     """
 
     def __init__(
-        self, output_dir: str, num_classes: int | None = None, class_names: list[str] | None = None
+        self,
+        output_dir: str,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        render: bool = True,
     ) -> None:
         self.run_dir = Path(output_dir)
+        self.render = bool(render)
         self.plot_dir = self.run_dir / "plots"
         self.num_classes = int(num_classes) if num_classes is not None else None
         self.class_names = list(class_names) if class_names else None
@@ -160,14 +167,14 @@ class RunPlots(Callback):
                 if np.isfinite(probs).all():
                     roc, curves = self.plot_dir / "roc.png", roc_points(probs, target)
                     n, samples = probs.shape[1], len(target)
-                    plot_worker.submit(plotting.roc_curves, roc, curves, n, samples, roc, names)
+                    self._submit(plotting.roc_curves, roc, curves, n, samples, roc, names)
                 else:  # a diverged run (e.g. nan_policy=skip kept it going): nothing to rank
                     log.warning("roc.png not drawn: the test probabilities are not all finite")
             if "values" in rows:
                 label = getattr(trainer.datamodule, "target_label", "target")
                 path = self.plot_dir / "predicted_vs_true.png"
                 values = rows["values"].numpy()
-                plot_worker.submit(plotting.regression, path, values, target, path, label)
+                self._submit(plotting.regression, path, values, target, path, label)
         if self._confmat is None or not self._confmat.update_called:
             return
         matrix = self._confmat.compute()  # every rank takes part in the sync
@@ -175,7 +182,7 @@ class RunPlots(Callback):
         if trainer.is_global_zero:
             path = self.plot_dir / "confusion_matrix.png"
             cells = matrix.cpu().numpy()
-            plot_worker.submit(plotting.confusion_matrix, path, cells, path, names)
+            self._submit(plotting.confusion_matrix, path, cells, path, names)
 
     # ---- figures -------------------------------------------------------------------------
     def _write_curves(self, trainer: pl.Trainer) -> None:
@@ -183,8 +190,11 @@ class RunPlots(Callback):
             return
         rows = [dict(r) for r in self.rows]  # as they are now: the list grows later
         curves, lr = self.plot_dir / "learning_curves.png", self.plot_dir / "learning_rate.png"
-        plot_worker.submit(plotting.learning_curves, curves, rows, curves, self._title())
-        plot_worker.submit(plotting.learning_rate, lr, rows, lr)
+        self._submit(plotting.learning_curves, curves, rows, curves, self._title())
+        self._submit(plotting.learning_rate, lr, rows, lr)
+
+    def _submit(self, draw: Any, path: Path, *args: Any) -> None:
+        plot_worker.submit(draw, path, *args, render=self.render)
 
     def _title(self) -> str:
         return f"Learning curves: {self.run_dir.name}"
