@@ -334,7 +334,7 @@ def test_runs_before_submodules_runs_the_package_once_before_a_submodule(
     deferral = lazy_imports.Deferral(runs_before_submodules=True)
     finder = lazy_imports.DeferringFinder({"defer_parent": deferral})
     monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-    for name in ("defer_parent", "defer_parent.child", "defer_parent_runs"):
+    for name in ("defer_parent", "defer_parent.child", "defer_parent.conf", "defer_parent_runs"):
         monkeypatch.delitem(sys.modules, name, raising=False)
 
     import defer_parent
@@ -357,7 +357,7 @@ def test_listed_submodules_answer_without_running_the_package(
     deferral = lazy_imports.Deferral(submodules=("conf",))
     finder = lazy_imports.DeferringFinder({"defer_parent": deferral})
     monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-    for name in ("defer_parent", "defer_parent.conf", "defer_parent_runs"):
+    for name in ("defer_parent", "defer_parent.child", "defer_parent.conf", "defer_parent_runs"):
         monkeypatch.delitem(sys.modules, name, raising=False)
 
     import defer_parent.conf as conf  # torch.use_deterministic_algorithms' import
