@@ -169,15 +169,28 @@ def _write_package(root: Path) -> None:
     (pkg / "leaf.py").write_text("VALUE = 21\n")
 
 
+#: The modules of the test packages, removed from ``sys.modules`` before each test.
+DEFER_ME = ("defer_me", "defer_me.leaf", "defer_me_runs")
+DEFER_PARENT = ("defer_parent", "defer_parent.child", "defer_parent.conf", "defer_parent_runs")
+
+
+def _defer(
+    monkeypatch: pytest.MonkeyPatch, root: Path, names: object, modules: tuple[str, ...]
+) -> None:
+    """The packages under ``root`` importable, a finder deferring ``names`` first on
+    ``sys.meta_path``, and ``modules`` gone from ``sys.modules`` (all undone after)."""
+    monkeypatch.syspath_prepend(str(root))
+    finder = lazy_imports.DeferringFinder(names)
+    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
+    for name in modules:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
 def test_finder_defers_package_code_until_an_attribute_is_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _write_package(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    finder = lazy_imports.DeferringFinder(["defer_me"])
-    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-    for name in ("defer_me", "defer_me.leaf", "defer_me_runs"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
+    _defer(monkeypatch, tmp_path, ["defer_me"], DEFER_ME)
 
     import defer_me.leaf  # noqa: F401 - the package is imported for its path only
 
@@ -200,10 +213,7 @@ def test_a_deferred_package_that_fails_leaves_sys_modules_and_raises(
     pkg = tmp_path / "defer_broken"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    finder = lazy_imports.DeferringFinder(["defer_broken"])
-    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-    monkeypatch.delitem(sys.modules, "defer_broken", raising=False)
+    _defer(monkeypatch, tmp_path, ["defer_broken"], ("defer_broken",))
 
     import defer_broken  # deferred: nothing has run yet
 
@@ -216,12 +226,9 @@ def test_stand_ins_answer_before_the_code_runs_and_yield_to_its_own_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _write_package(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
     stand_ins = {"DOUBLE": "stand-in", "PATCHED": "stand-in"}
-    finder = lazy_imports.DeferringFinder({"defer_me": lazy_imports.Deferral(stand_ins=stand_ins)})
-    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-    for name in ("defer_me", "defer_me.leaf", "defer_me_runs"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
+    deferral = lazy_imports.Deferral(stand_ins=stand_ins)
+    _defer(monkeypatch, tmp_path, {"defer_me": deferral}, DEFER_ME)
 
     import defer_me
 
@@ -330,12 +337,8 @@ def test_runs_before_submodules_runs_the_package_once_before_a_submodule(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _write_parent_first(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
     deferral = lazy_imports.Deferral(runs_before_submodules=True)
-    finder = lazy_imports.DeferringFinder({"defer_parent": deferral})
-    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-    for name in ("defer_parent", "defer_parent.child", "defer_parent.conf", "defer_parent_runs"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
+    _defer(monkeypatch, tmp_path, {"defer_parent": deferral}, DEFER_PARENT)
 
     import defer_parent
 
@@ -353,12 +356,8 @@ def test_listed_submodules_answer_without_running_the_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _write_parent_first(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
     deferral = lazy_imports.Deferral(submodules=("conf",))
-    finder = lazy_imports.DeferringFinder({"defer_parent": deferral})
-    monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
-    for name in ("defer_parent", "defer_parent.child", "defer_parent.conf", "defer_parent_runs"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
+    _defer(monkeypatch, tmp_path, {"defer_parent": deferral}, DEFER_PARENT)
 
     import defer_parent.conf as conf  # torch.use_deterministic_algorithms' import
 
