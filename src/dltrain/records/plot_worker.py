@@ -101,18 +101,15 @@ def submit(draw: Callable[..., Path], path: Path, *args: Any, render: bool = Tru
     """Draw ``draw(*args)`` (a function of records/plotting.py that writes ``path``) in the
     worker; ``render=False``: build the figure only (``plotting.building_only``), no PNG.
     ``False``: skipped, ``path`` was drawn from the same arguments already."""
-    if not render:
-        start()
-        assert _pool is not None
-        _pending.append((path, _pool.submit(_build, draw, *args)))
-        return True
-    digest = hashlib.sha1(pickle.dumps((draw.__qualname__, path, args))).hexdigest()
-    if _drawn.get(path) == digest and path.exists():
-        return False
+    if render:
+        digest = hashlib.sha1(pickle.dumps((draw.__qualname__, path, args))).hexdigest()
+        if _drawn.get(path) == digest and path.exists():
+            return False
+        _drawn[path] = digest
     start()
     assert _pool is not None
-    _drawn[path] = digest
-    _pending.append((path, _pool.submit(draw, *args)))
+    job = _pool.submit(draw, *args) if render else _pool.submit(_build, draw, *args)
+    _pending.append((path, job))
     return True
 
 

@@ -252,7 +252,6 @@ class DeferringFinder(importlib.abc.MetaPathFinder):
                 return _deferred(spec, self.names[fullname])
         return None
 
-
     def _load_parent_first(self, fullname: str) -> importlib.machinery.ModuleSpec | None:
         """For a submodule of a deferred package that ``runs_before_submodules``: run the
         package's code, as an eager import would have before this one; ``None`` lets the
